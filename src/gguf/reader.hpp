@@ -13,11 +13,22 @@
 // open as one logical file: open any shard and all shards are mapped; metadata
 // comes from the first shard and tensors from all of them, each tensor's data
 // pointing into its own shard's mapping.
+//
+// Accepted like ggml does: zero-sized dimensions (a tensor with no data), version 2.
+// Rejected: n_dims 0 or > 4, unknown value/tensor types, duplicate keys or tensor
+// names, empty keys, unaligned or overlapping tensor data, data past the end of the
+// file, element counts over 2^63. More lenient than llama.cpp: tensors need not be
+// stored contiguously in info order, names may be 64 bytes or longer, and
+// general.alignment may be any integer type holding a power of two.
+//
+// A File is immutable once opened, so concurrent readers need no locking. As with any
+// mmap, truncating the file on disk while it is mapped makes later reads fault (SIGBUS).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -57,7 +68,7 @@ struct ShardInfo {
     std::string path;         // empty for open_memory
     uint32_t version = 0;     // 2 or 3
     uint32_t alignment = kDefaultAlignment;
-    uint64_t data_offset = 0; // start of the data section (aligned)
+    uint64_t data_offset = 0; // start of the data section (aligned; may be >= size when there are no tensors)
     uint64_t size = 0;        // file size in bytes
     std::span<const std::byte> bytes;  // the whole mapped file
 };
