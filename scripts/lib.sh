@@ -126,9 +126,16 @@ ensure_node_ref() {
   export REALM_GGML_LIB_DIR="$NODE_REF/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
 }
 
+# The sandbox layer builds the Wasmtime C API with cargo (rustup's toolchain on this machine kind).
+ensure_rust() {
+  if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
+  command -v cargo >/dev/null || die "cargo not found: the Wasmtime build needs a Rust toolchain (rustup, rustc >= 1.95)"
+}
+
 # build DIR [cmake args...]: configure (cheap when cached) and build incrementally with clang-19.
 build() {
   local dir="$1"; shift
+  ensure_rust
   CC=clang-19 CXX=clang++-19 cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" --parallel "$(nproc)"
 }
