@@ -1,8 +1,39 @@
 // The `realm` command-line tool.
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/generate.hpp"
+
+namespace {
+
+// Flags shared by `run` and `chat`, named as llama.cpp's tools name them.
+void add_generation_flags(CLI::App* app, realm::cli::GenerateOptions& o, std::optional<uint64_t>& seed,
+                          std::optional<int32_t>& n_predict) {
+    auto& s = o.sampling;
+    app->add_option("-m,--model", o.model, "GGUF model file")->required();
+    app->add_option("--system", o.system, "System message for the chat template");
+    app->add_option("--chat-template", o.chat_template, "Jinja chat template file (overrides the model's)");
+    app->add_option("-c,--ctx-size", o.n_ctx, "Context size in tokens (default: min(training context, 4096))");
+    app->add_option("-t,--threads", o.n_threads, "Threads (default: all cores)");
+    app->add_option("-n,--max-tokens", n_predict, "Maximum tokens to generate (default: until end or context full)");
+    app->add_option("--temp", s.temperature, "Temperature; 0 = greedy")->capture_default_str();
+    app->add_option("--top-k", s.top_k, "Top-k; 0 = off")->capture_default_str();
+    app->add_option("--top-p", s.top_p, "Top-p; 1 = off")->capture_default_str();
+    app->add_option("--min-p", s.min_p, "Min-p; 0 = off")->capture_default_str();
+    app->add_option("--typical-p", s.typical_p, "Typical-p; 1 = off")->capture_default_str();
+    app->add_option("--repeat-penalty", s.repeat_penalty)->capture_default_str();
+    app->add_option("--repeat-last-n", s.penalty_last_n, "Penalty window; -1 = all")->capture_default_str();
+    app->add_option("--frequency-penalty", s.frequency_penalty)->capture_default_str();
+    app->add_option("--presence-penalty", s.presence_penalty)->capture_default_str();
+    app->add_option("--seed", seed, "RNG seed (default: random)");
+    app->add_option("--stop", s.stop, "Stop string (repeatable)");
+    app->add_flag("--ignore-eos", s.ignore_eos, "Keep generating past end-of-generation tokens");
+    app->add_flag("--verbose-prompt", o.verbose_prompt, "Print the prompt as the model sees it");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"Realm: multi-tenant LLM inference runtime"};
@@ -61,7 +92,42 @@ int main(int argc, char** argv) {
         keep("--n-ctx", so.n_ctx, p.n_ctx);
     });
 
+    realm::cli::GenerateOptions run_opts, chat_opts;
+    std::optional<uint64_t> run_seed, chat_seed;
+    std::optional<int32_t> run_n, chat_n;
+    auto* run = app.add_subcommand("run", "Generate text from a prompt, streaming it to stdout");
+    add_generation_flags(run, run_opts, run_seed, run_n);
+    run->add_option("-p,--prompt", run_opts.prompt, "The prompt")->required();
+    run->add_flag("--chat", run_opts.chat, "Apply the chat template with the prompt as a user turn");
+    auto* chat = app.add_subcommand("chat", "Interactive chat with a model");
+    add_generation_flags(chat, chat_opts, chat_seed, chat_n);
+    chat_opts.sampling.temperature = 0.8F;
+
+    realm::cli::TokenizeOptions tok_opts;
+    bool no_parse_special = false;
+    auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text");
+    tok->add_option("-m,--model", tok_opts.model, "GGUF model file")->required();
+    tok->add_option("TEXT", tok_opts.text, "Text to tokenize")->required();
+    tok->add_flag("--pieces", tok_opts.pieces, "Print each token's id and text");
+    tok->add_flag("--no-bos", tok_opts.no_bos, "Do not add BOS/EOS tokens");
+    tok->add_flag("--no-parse-special", no_parse_special, "Treat special-token text as plain text");
+
     CLI11_PARSE(app, argc, argv);
+
+    if (run->parsed()) {
+        run_opts.sampling.seed = run_seed;
+        run_opts.sampling.max_tokens = run_n;
+        return realm::cli::run(std::move(run_opts));
+    }
+    if (chat->parsed()) {
+        chat_opts.sampling.seed = chat_seed;
+        chat_opts.sampling.max_tokens = chat_n;
+        return realm::cli::chat(std::move(chat_opts));
+    }
+    if (tok->parsed()) {
+        tok_opts.parse_special = !no_parse_special;
+        return realm::cli::tokenize(tok_opts);
+    }
 
     if (info->parsed()) return realm::cli::info(model, json);
     if (quant->parsed()) return realm::cli::quantize(in, out, type);

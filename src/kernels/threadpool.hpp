@@ -1,0 +1,60 @@
+// A small fixed-size thread pool for data-parallel loops (matmul output rows, attention heads).
+//
+//   realm::kernels::ThreadPool pool;          // hardware_concurrency() threads, caller included
+//   pool.parallel_for(n_rows, 16, [&](size_t begin, size_t end, size_t thread) { ... });
+//
+// parallel_for splits [0, n) into chunks of `grain` items handed out dynamically to the
+// worker threads and the calling thread; it returns when every chunk is done. `thread` is a
+// dense index in [0, size()) usable for per-thread scratch. Calls from several threads at once
+// are serialised (one loop runs at a time). The body must not throw.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace realm::kernels {
+
+class ThreadPool {
+public:
+    using Body = std::function<void(size_t begin, size_t end, size_t thread)>;
+
+    // n_threads == 0: std::thread::hardware_concurrency() (at least 1). The calling thread
+    // counts as one of them, so n_threads - 1 workers are started.
+    explicit ThreadPool(size_t n_threads = 0);
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    size_t size() const { return n_threads_; }
+
+    void parallel_for(size_t n, size_t grain, const Body& body);
+
+private:
+    void worker(size_t index);
+    void run_chunks(size_t thread);
+
+    size_t n_threads_ = 1;
+    std::vector<std::thread> workers_;
+    std::mutex call_mutex_;  // serialises parallel_for calls
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    uint64_t generation_ = 0;
+    size_t active_ = 0;  // workers still inside the current loop
+    bool stop_ = false;
+
+    // The current loop.
+    const Body* body_ = nullptr;
+    size_t n_ = 0;
+    size_t grain_ = 1;
+    std::atomic<size_t> next_{0};
+};
+
+}  // namespace realm::kernels

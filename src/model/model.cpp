@@ -1,0 +1,607 @@
+#include "model/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string_view>
+#include <utility>
+
+#include "kernels/fp16.hpp"
+
+namespace realm::model {
+
+namespace {
+
+using kernels::fp16_to_fp32;
+using kernels::fp32_to_fp16;
+
+std::string shape_str(std::span<const uint64_t> dims) {
+    std::string s = "[";
+    for (size_t i = 0; i < dims.size(); ++i) {
+        if (i) s += ", ";
+        s += std::to_string(dims[i]);
+    }
+    return s + "]";
+}
+
+// ggml_compute_forward_rms_norm_f32 followed by ggml_mul with the weight.
+void rms_norm(const float* x, const float* w, float* y, size_t n, float eps) {
+    double sum = 0.0;
+    for (size_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+    const float mean = static_cast<float>(sum / static_cast<double>(n));
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (size_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
+}
+
+// ggml's rope (no YaRN extrapolation, attn_factor 1) on one head of `head_dim` values.
+void rope(float* x, uint32_t head_dim, uint32_t n_rot, RopeType type, int32_t pos, float freq_base,
+          float freq_scale, const float* freq_factors) {
+    const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
+    float theta = static_cast<float>(pos);
+    for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+        const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
+        const float t = freq_scale * (theta / ff);
+        const float c = std::cos(t);
+        const float s = std::sin(t);
+        theta *= theta_scale;
+        const uint32_t a = type == RopeType::Normal ? i0 : i0 / 2;
+        const uint32_t b = type == RopeType::Normal ? i0 + 1 : i0 / 2 + n_rot / 2;
+        const float x0 = x[a];
+        const float x1 = x[b];
+        x[a] = x0 * c - x1 * s;
+        x[b] = x0 * s + x1 * c;
+    }
+    (void)head_dim;  // dimensions past n_rot stay as they are
+}
+
+// GELU (tanh approximation) as ggml's CPU backend evaluates it: through a table indexed by the
+// fp16 value of x and holding fp16 results.
+float gelu_ggml(float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    const float xh = fp16_to_fp32(fp32_to_fp16(x));
+    constexpr float kCoefA = 0.044715f;
+    constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
+    const float g = 0.5f * xh * (1.0f + std::tanh(kSqrt2OverPi * xh * (1.0f + kCoefA * xh * xh)));
+    return fp16_to_fp32(fp32_to_fp16(g));
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+size_t round_up8(size_t n) { return (n + 7) / 8 * 8; }
+
+class Loader {
+public:
+    Loader(const gguf::File& f, const HParams& hp) : f_(f), hp_(hp) {}
+
+    const gguf::TensorInfo* find(const std::string& name) const { return f_.find_tensor(name); }
+
+    Status check_shape(const gguf::TensorInfo& t, std::initializer_list<uint64_t> want) const {
+        std::vector<uint64_t> w(want);
+        bool ok = true;
+        for (size_t i = 0; ok && i < gguf::kMaxDims; ++i) ok = t.ne[i] == (i < w.size() ? w[i] : 1);
+        if (!ok) {
+            return make_error("tensor '" + t.name + "' has shape " + shape_str(t.dims()) + ", expected " +
+                              shape_str(w));
+        }
+        return {};
+    }
+
+    Error missing(const std::string& name) const {
+        return make_error("missing tensor '" + name + "' (required by architecture " + hp_.arch_name + ")");
+    }
+
+    // A matrix of `rows` rows of `cols` elements, multiplied in place from the mapping.
+    Result<Weight> matrix(const std::string& name, uint64_t cols, uint64_t rows, bool required = true) const {
+        const gguf::TensorInfo* t = find(name);
+        if (!t) {
+            if (!required) return Weight{};
+            return missing(name);
+        }
+        if (auto s = check_shape(*t, {cols, rows}); !s) return s.error();
+        return wrap(*t);
+    }
+
+    Result<Weight> wrap(const gguf::TensorInfo& t) const {
+        Weight w;
+        w.tensor = &t;
+        w.traits = kernels::kernel_traits(t.type);
+        if (!w.traits || !w.traits->vec_dot) {
+            return make_error("tensor '" + t.name + "' has type " + std::string(type_name(t.type)) +
+                              ", which has no matrix-multiplication kernel");
+        }
+        w.cols = static_cast<int64_t>(t.ne[0]);
+        w.rows = static_cast<int64_t>(t.ne[1]);
+        auto rb = kernels::row_size(t.type, w.cols);
+        if (!rb) return make_error("tensor '" + t.name + "': " + rb.error().message);
+        w.row_bytes = *rb;
+        if (auto ab = kernels::row_size(w.traits->vec_dot_type, w.cols); !ab) {
+            return make_error("tensor '" + t.name + "': row length " + std::to_string(w.cols) +
+                              " does not fit its activation format " +
+                              std::string(type_name(w.traits->vec_dot_type)));
+        }
+        if (t.data.size() != w.row_bytes * static_cast<size_t>(w.rows)) {
+            return make_error("tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
+                              " bytes of data, expected " + std::to_string(w.row_bytes * static_cast<size_t>(w.rows)));
+        }
+        w.data = t.data.data();
+        if (reinterpret_cast<uintptr_t>(w.data) % w.traits->block_align != 0 ||
+            (w.rows > 1 && w.row_bytes % w.traits->block_align != 0)) {
+            return make_error("tensor '" + t.name + "' data is not aligned for its type");
+        }
+        return w;
+    }
+
+    // A 1-D tensor of n values, converted to floats (norm weights, biases: small).
+    Result<std::vector<float>> vec(const std::string& name, uint64_t n, bool required = true) const {
+        const gguf::TensorInfo* t = find(name);
+        if (!t) {
+            if (!required) return std::vector<float>{};
+            return missing(name);
+        }
+        if (auto s = check_shape(*t, {n}); !s) return s.error();
+        std::vector<float> out(n);
+        if (auto s = kernels::dequantize(t->type, t->data, out); !s) {
+            return make_error("tensor '" + t->name + "': " + s.error().message);
+        }
+        return out;
+    }
+
+private:
+    const gguf::File& f_;
+    const HParams& hp_;
+};
+
+}  // namespace
+
+int32_t argmax(std::span<const float> logits) {
+    if (logits.empty()) return -1;
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+Model::~Model() = default;
+
+Result<std::unique_ptr<Model>> Model::load(const gguf::File& file, const LoadOptions& opts) {
+    return load_impl(nullptr, file, opts);
+}
+
+Result<std::unique_ptr<Model>> Model::load(gguf::File&& file, const LoadOptions& opts) {
+    auto owned = std::make_unique<gguf::File>(std::move(file));
+    const gguf::File& ref = *owned;
+    return load_impl(std::move(owned), ref, opts);
+}
+
+Result<std::unique_ptr<Model>> Model::open(const std::string& path, const LoadOptions& opts) {
+    auto f = gguf::File::open(path);
+    if (!f) return f.error();
+    return load(std::move(f.value()), opts);
+}
+
+Result<std::unique_ptr<Model>> Model::load_impl(std::unique_ptr<gguf::File> owned, const gguf::File& file,
+                                                const LoadOptions& opts) {
+    std::unique_ptr<Model> m(new Model());
+    m->owned_file_ = std::move(owned);
+    m->file_ = &file;
+    if (auto s = m->load_hparams(); !s) return s.error();
+    if (auto s = m->load_tensors(); !s) return s.error();
+    m->pool_ = std::make_unique<kernels::ThreadPool>(opts.n_threads);
+    return m;
+}
+
+Status Model::load_hparams() {
+    const gguf::Metadata& md = file_->metadata();
+    auto arch = md.get_string("general.architecture");
+    if (!arch) return make_error("not a model: " + arch.error().message);
+    hp_.arch_name = std::string(*arch);
+    if (hp_.arch_name == "llama") {
+        hp_.arch = Arch::Llama;
+        hp_.rope_type = RopeType::Normal;
+    } else if (hp_.arch_name == "qwen2") {
+        hp_.arch = Arch::Qwen2;
+        hp_.rope_type = RopeType::NeoX;
+    } else if (hp_.arch_name == "gemma3") {
+        hp_.arch = Arch::Gemma3;
+        hp_.rope_type = RopeType::NeoX;
+    } else {
+        return make_error("unsupported model architecture '" + hp_.arch_name +
+                          "' (supported: llama, qwen2, gemma3)");
+    }
+    const std::string p = hp_.arch_name + ".";
+    auto fail = [&](const Error& e) { return make_error("model metadata: " + e.message); };
+
+    auto u32 = [&](const std::string& key, uint32_t& out) -> Status {
+        auto v = md.get_u32(p + key);
+        if (!v) return fail(v.error());
+        out = *v;
+        return {};
+    };
+    auto u32_or = [&](const std::string& key, uint32_t& out, uint32_t fallback) -> Status {
+        auto v = md.get_u32(p + key, fallback);
+        if (!v) return fail(v.error());
+        out = *v;
+        return {};
+    };
+    auto f32_or = [&](const std::string& key, float& out, float fallback) -> Status {
+        auto v = md.get_f32(p + key, fallback);
+        if (!v) return fail(v.error());
+        out = *v;
+        return {};
+    };
+    Status s;
+    if (!(s = u32("embedding_length", hp_.n_embd))) return s;
+    if (!(s = u32("block_count", hp_.n_layer))) return s;
+    if (!(s = u32("feed_forward_length", hp_.n_ff))) return s;
+    if (!(s = u32("attention.head_count", hp_.n_head))) return s;
+    if (!(s = u32_or("attention.head_count_kv", hp_.n_head_kv, hp_.n_head))) return s;
+    if (!(s = u32_or("context_length", hp_.n_ctx_train, 2048))) return s;
+    if (hp_.n_embd == 0 || hp_.n_layer == 0 || hp_.n_ff == 0 || hp_.n_head == 0 || hp_.n_head_kv == 0) {
+        return make_error("model metadata: zero embedding_length, block_count, feed_forward_length or head count");
+    }
+    if (hp_.n_layer > 4096 || hp_.n_embd > (1u << 20) || hp_.n_ff > (1u << 22) || hp_.n_head > 4096) {
+        return make_error("model metadata: implausibly large dimensions");
+    }
+    if (hp_.n_head % hp_.n_head_kv != 0) {
+        return make_error("model metadata: head_count " + std::to_string(hp_.n_head) +
+                          " is not a multiple of head_count_kv " + std::to_string(hp_.n_head_kv));
+    }
+    if (!(s = u32_or("attention.key_length", hp_.head_dim_k, hp_.n_embd / hp_.n_head))) return s;
+    if (!(s = u32_or("attention.value_length", hp_.head_dim_v, hp_.head_dim_k))) return s;
+    if (!(s = u32_or("rope.dimension_count", hp_.n_rot, hp_.head_dim_k))) return s;
+    if (hp_.head_dim_k == 0 || hp_.head_dim_v == 0 || hp_.head_dim_k > 4096 || hp_.head_dim_v > 4096) {
+        return make_error("model metadata: bad attention head size");
+    }
+    if (hp_.n_rot > hp_.head_dim_k || hp_.n_rot % 2 != 0) {
+        return make_error("model metadata: rope.dimension_count " + std::to_string(hp_.n_rot) +
+                          " must be even and at most the head size " + std::to_string(hp_.head_dim_k));
+    }
+    const float eps_default = hp_.arch == Arch::Gemma3 ? 1e-6f : 1e-5f;
+    if (!(s = f32_or("attention.layer_norm_rms_epsilon", hp_.rms_eps, eps_default))) return s;
+    if (!(s = f32_or("rope.freq_base", hp_.rope_freq_base, 10000.0f))) return s;
+    float factor = 0.0f;
+    if (!(s = f32_or("rope.scale_linear", factor, 0.0f))) return s;
+    if (auto type = md.get_string(p + "rope.scaling.type", "none"); !type) {
+        return fail(type.error());
+    } else if (*type == "linear") {
+        if (!(s = f32_or("rope.scaling.factor", factor, 0.0f))) return s;
+    } else if (*type != "none") {
+        return make_error("model metadata: unsupported rope scaling type '" + std::string(*type) + "'");
+    }
+    hp_.rope_freq_scale = factor > 0.0f ? 1.0f / factor : 1.0f;
+    if (!(hp_.rope_freq_base > 0.0f) || !std::isfinite(hp_.rope_freq_base)) {
+        return make_error("model metadata: bad rope.freq_base");
+    }
+    if (auto experts = md.get_u32(p + "expert_count", 0); !experts || *experts > 0) {
+        return make_error("model metadata: mixture-of-experts models are not supported");
+    }
+
+    hp_.swa_layers.assign(hp_.n_layer, false);
+    hp_.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp_.head_dim_k));
+    if (hp_.arch == Arch::Gemma3) {
+        hp_.embd_scale = std::sqrt(static_cast<float>(hp_.n_embd));
+        if (!(s = u32_or("attention.sliding_window", hp_.n_swa, 0))) return s;
+        if (hp_.n_swa > 0) {
+            uint32_t period = 6;
+            if (!(s = u32_or("attention.sliding_window_pattern", period, 6))) return s;
+            // Every period-th layer is global, the others use the sliding window.
+            for (uint32_t il = 0; il < hp_.n_layer; ++il) {
+                hp_.swa_layers[il] = period == 0 || (il % period < period - 1);
+            }
+            if (!(s = f32_or("rope.freq_base_swa", hp_.rope_freq_base_swa, 10000.0f))) return s;
+        }
+        if (!(s = f32_or("final_logit_softcapping", hp_.final_logit_softcap, 0.0f))) return s;
+        if (hp_.n_layer == 62) {  // Gemma 3 27B scales by the model width per head
+            hp_.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp_.n_embd / hp_.n_head));
+        }
+    }
+    return {};
+}
+
+Status Model::load_tensors() {
+    Loader ld(*file_, hp_);
+    const gguf::TensorInfo* te = ld.find("token_embd.weight");
+    if (!te) return ld.missing("token_embd.weight");
+    if (te->n_dims != 2 || te->ne[0] != hp_.n_embd || te->ne[1] == 0 || te->ne[1] > (1u << 24)) {
+        return make_error("tensor 'token_embd.weight' has shape " + shape_str(te->dims()) + ", expected [" +
+                          std::to_string(hp_.n_embd) + ", n_vocab]");
+    }
+    hp_.n_vocab = static_cast<uint32_t>(te->ne[1]);
+    {
+        auto w = ld.wrap(*te);
+        if (!w) return w.error();
+        tok_embd_ = *w;
+    }
+    const uint64_t E = hp_.n_embd, V = hp_.n_vocab, F = hp_.n_ff;
+    const uint64_t QD = uint64_t{hp_.n_head} * hp_.head_dim_k;
+    const uint64_t KD = uint64_t{hp_.n_head_kv} * hp_.head_dim_k;
+    const uint64_t VD = uint64_t{hp_.n_head_kv} * hp_.head_dim_v;
+    const uint64_t OD = uint64_t{hp_.n_head} * hp_.head_dim_v;
+
+    auto on = ld.vec("output_norm.weight", E);
+    if (!on) return on.error();
+    output_norm_ = std::move(*on);
+    {
+        auto out = ld.matrix("output.weight", E, V, false);
+        if (!out) return out.error();
+        if (*out) {
+            output_ = *out;
+        } else {
+            output_ = tok_embd_;
+            hp_.tied_output = true;
+        }
+    }
+    const bool gemma = hp_.arch == Arch::Gemma3;
+    const bool qwen = hp_.arch == Arch::Qwen2;
+    layers_.resize(hp_.n_layer);
+    for (uint32_t il = 0; il < hp_.n_layer; ++il) {
+        Layer& L = layers_[il];
+        const std::string b = "blk." + std::to_string(il) + ".";
+        auto take_vec = [&](std::vector<float>& dst, const std::string& n, uint64_t len, bool req) -> Status {
+            auto r = ld.vec(b + n, len, req);
+            if (!r) return r.error();
+            dst = std::move(*r);
+            return {};
+        };
+        auto take_mat = [&](Weight& dst, const std::string& n, uint64_t cols, uint64_t rows) -> Status {
+            auto r = ld.matrix(b + n, cols, rows);
+            if (!r) return r.error();
+            dst = *r;
+            return {};
+        };
+        Status s;
+        if (!(s = take_vec(L.attn_norm, "attn_norm.weight", E, true))) return s;
+        if (!(s = take_mat(L.wq, "attn_q.weight", E, QD))) return s;
+        if (!(s = take_mat(L.wk, "attn_k.weight", E, KD))) return s;
+        if (!(s = take_mat(L.wv, "attn_v.weight", E, VD))) return s;
+        if (!(s = take_mat(L.wo, "attn_output.weight", OD, E))) return s;
+        if (!(s = take_vec(L.bq, "attn_q.bias", QD, qwen))) return s;
+        if (!(s = take_vec(L.bk, "attn_k.bias", KD, qwen))) return s;
+        if (!(s = take_vec(L.bv, "attn_v.bias", VD, qwen))) return s;
+        if (!(s = take_vec(L.bo, "attn_output.bias", E, false))) return s;
+        if (!(s = take_vec(L.ffn_norm, "ffn_norm.weight", E, true))) return s;
+        if (!(s = take_mat(L.ffn_gate, "ffn_gate.weight", E, F))) return s;
+        if (!(s = take_mat(L.ffn_up, "ffn_up.weight", E, F))) return s;
+        if (!(s = take_mat(L.ffn_down, "ffn_down.weight", F, E))) return s;
+        if (gemma) {
+            if (!(s = take_vec(L.attn_q_norm, "attn_q_norm.weight", hp_.head_dim_k, true))) return s;
+            if (!(s = take_vec(L.attn_k_norm, "attn_k_norm.weight", hp_.head_dim_k, true))) return s;
+            if (!(s = take_vec(L.attn_post_norm, "post_attention_norm.weight", E, true))) return s;
+            if (!(s = take_vec(L.ffn_post_norm, "post_ffw_norm.weight", E, true))) return s;
+        }
+    }
+    if (hp_.arch == Arch::Llama) {
+        auto rf = ld.vec("rope_freqs.weight", hp_.n_rot / 2, false);
+        if (!rf) return rf.error();
+        rope_freqs_ = std::move(*rf);
+    }
+    return {};
+}
+
+Result<Sequence> Model::new_sequence(uint32_t n_ctx) const {
+    if (n_ctx == 0) n_ctx = std::min<uint32_t>(hp_.n_ctx_train, 4096);
+    if (n_ctx == 0) return make_error("new_sequence: context size 0");
+    if (n_ctx > (1u << 20)) return make_error("new_sequence: context size " + std::to_string(n_ctx) + " too large");
+    Sequence s;
+    s.model_ = this;
+    s.n_ctx_ = n_ctx;
+    const size_t kd = size_t{hp_.n_head_kv} * hp_.head_dim_k;
+    const size_t vd = size_t{hp_.n_head_kv} * hp_.head_dim_v;
+    s.k_.resize(hp_.n_layer);
+    s.v_.resize(hp_.n_layer);
+    for (uint32_t il = 0; il < hp_.n_layer; ++il) {
+        s.k_[il].assign(kd * n_ctx, 0);
+        s.v_[il].assign(vd * n_ctx, 0);
+    }
+    s.logits_.assign(hp_.n_vocab, 0.0f);
+    return s;
+}
+
+void Model::matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens, float* y) const {
+    const kernels::KernelTraits& kt = *w.traits;
+    const auto cols = static_cast<size_t>(w.cols);
+    const auto rows = static_cast<size_t>(w.rows);
+    const std::byte* act = nullptr;
+    size_t stride = 0;
+    if (kt.vec_dot_type == TensorType::F32) {
+        act = reinterpret_cast<const std::byte*>(x);
+        stride = cols * sizeof(float);
+    } else {
+        const kernels::KernelTraits* at = kernels::kernel_traits(kt.vec_dot_type);
+        stride = round_up8(static_cast<size_t>(cols / static_cast<size_t>(at->block_size)) * at->type_size);
+        const size_t words = stride / 8 * n_tokens;
+        if (s.act_.size() < words) s.act_.resize(words);
+        auto* base = reinterpret_cast<std::byte*>(s.act_.data());
+        for (size_t t = 0; t < n_tokens; ++t) {
+            at->quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
+        }
+        act = base;
+    }
+    const size_t grain = std::max<size_t>(1, rows / (pool_->size() * 8));
+    pool_->parallel_for(rows, grain, [&](size_t begin, size_t end, size_t) {
+        for (size_t r = begin; r < end; ++r) {
+            const std::byte* wr = w.data + r * w.row_bytes;
+            for (size_t t = 0; t < n_tokens; ++t) {
+                y[t * rows + r] = kt.vec_dot(static_cast<int64_t>(cols), wr, act + t * stride);
+            }
+        }
+    });
+}
+
+void Model::attention(Sequence& s, uint32_t il, size_t n_tokens) const {
+    const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
+    const uint32_t n_head = hp_.n_head, group = hp_.n_head / hp_.n_head_kv;
+    const size_t kd = size_t{hp_.n_head_kv} * hk;
+    const size_t qd = size_t{n_head} * hk;
+    const size_t od = size_t{n_head} * hv;
+    const uint32_t n_ctx = s.n_ctx_;
+    const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
+    // Gemma 3 scales Q before the product; the others scale the product.
+    const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+    // Per thread: scores (f32, n_ctx); softmax weights (f16, n_ctx) and q (f16, hk).
+    const size_t per_thread16 = size_t{n_ctx} + hk;
+    if (s.thread_buf_.size() < size_t{n_ctx} * pool_->size()) s.thread_buf_.resize(size_t{n_ctx} * pool_->size());
+    if (s.thread_buf16_.size() < per_thread16 * pool_->size()) s.thread_buf16_.resize(per_thread16 * pool_->size());
+    const uint16_t* K = s.k_[il].data();
+    const uint16_t* Vt = s.v_[il].data();
+
+    pool_->parallel_for(n_tokens * n_head, 1, [&](size_t begin, size_t end, size_t thread) {
+        float* scores = s.thread_buf_.data() + thread * n_ctx;
+        uint16_t* w16 = s.thread_buf16_.data() + thread * per_thread16;
+        uint16_t* q16 = w16 + n_ctx;
+        for (size_t task = begin; task < end; ++task) {
+            const size_t t = task / n_head;
+            const uint32_t h = static_cast<uint32_t>(task % n_head);
+            const uint32_t g = h / group;
+            const uint32_t pos = s.n_past_ + static_cast<uint32_t>(t);
+            const float* q = s.q_.data() + t * qd + size_t{h} * hk;
+            for (uint32_t i = 0; i < hk; ++i) q16[i] = fp32_to_fp16(q[i]);
+            const uint32_t n_kv = pos + 1;
+            // Keys before j0 are outside the sliding window: their softmax weight is exactly 0.
+            const uint32_t j0 = swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0;
+            float mx = -std::numeric_limits<float>::infinity();
+            for (uint32_t j = j0; j < n_kv; ++j) {
+                const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
+                scores[j] = d * kq_scale;
+                mx = std::max(mx, scores[j]);
+            }
+            // ggml_soft_max: exp, sum in double, multiply by the float of 1/sum.
+            double sum = 0.0;
+            for (uint32_t j = j0; j < n_kv; ++j) {
+                const float e = std::exp(scores[j] - mx);
+                scores[j] = e;
+                sum += static_cast<double>(e);
+            }
+            const auto inv = static_cast<float>(1.0 / sum);
+            for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
+            float* out = s.attn_.data() + t * od + size_t{h} * hv;
+            for (uint32_t d = 0; d < hv; ++d) {
+                const uint16_t* vrow = Vt + (size_t{g} * hv + d) * n_ctx;
+                out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
+            }
+        }
+    });
+}
+
+Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32_t> tokens) const {
+    if (s.model_ != this) return make_error("forward: the sequence belongs to another model");
+    if (tokens.empty()) return make_error("forward: no tokens");
+    if (tokens.size() > s.n_ctx_ - s.n_past_) {
+        return make_error("forward: " + std::to_string(tokens.size()) + " tokens do not fit the context (" +
+                          std::to_string(s.n_past_) + " of " + std::to_string(s.n_ctx_) + " used)");
+    }
+    for (int32_t id : tokens) {
+        if (id < 0 || static_cast<uint32_t>(id) >= hp_.n_vocab) {
+            return make_error("forward: token id " + std::to_string(id) + " out of range (vocabulary of " +
+                              std::to_string(hp_.n_vocab) + ")");
+        }
+    }
+    const size_t T = tokens.size();
+    const size_t E = hp_.n_embd, F = hp_.n_ff;
+    const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
+    const size_t qd = size_t{hp_.n_head} * hk;
+    const size_t kd = size_t{hp_.n_head_kv} * hk;
+    const size_t vd = size_t{hp_.n_head_kv} * hv;
+    const size_t od = size_t{hp_.n_head} * hv;
+    auto grow = [](std::vector<float>& v, size_t n) {
+        if (v.size() < n) v.resize(n);
+    };
+    grow(s.x_, T * E);
+    grow(s.xn_, T * E);
+    grow(s.q_, T * qd);
+    grow(s.k_cur_, T * kd);
+    grow(s.v_cur_, T * vd);
+    grow(s.attn_, T * od);
+    grow(s.tmp_, T * E);
+    grow(s.gate_, T * F);
+    grow(s.up_, T * F);
+
+    float* x = s.x_.data();
+    float* xn = s.xn_.data();
+    // Embeddings.
+    for (size_t t = 0; t < T; ++t) {
+        const std::byte* row = tok_embd_.data + static_cast<size_t>(tokens[t]) * tok_embd_.row_bytes;
+        tok_embd_.traits->dequantize(row, x + t * E, static_cast<int64_t>(E));
+        if (hp_.embd_scale != 1.0f) {
+            for (size_t i = 0; i < E; ++i) x[t * E + i] *= hp_.embd_scale;
+        }
+    }
+    const float* freq_factors = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+
+    for (uint32_t il = 0; il < hp_.n_layer; ++il) {
+        const Layer& L = layers_[il];
+        for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.attn_norm.data(), xn + t * E, E, hp_.rms_eps);
+        matmul(s, L.wq, xn, T, s.q_.data());
+        matmul(s, L.wk, xn, T, s.k_cur_.data());
+        matmul(s, L.wv, xn, T, s.v_cur_.data());
+        auto add_bias = [T](float* y, const std::vector<float>& b) {
+            if (b.empty()) return;
+            for (size_t t = 0; t < T; ++t)
+                for (size_t i = 0; i < b.size(); ++i) y[t * b.size() + i] += b[i];
+        };
+        add_bias(s.q_.data(), L.bq);
+        add_bias(s.k_cur_.data(), L.bk);
+        add_bias(s.v_cur_.data(), L.bv);
+
+        const bool swa = hp_.swa_layers[il];
+        const float base = swa ? hp_.rope_freq_base_swa : hp_.rope_freq_base;
+        const float scale = swa ? hp_.rope_freq_scale_swa : hp_.rope_freq_scale;
+        for (size_t t = 0; t < T; ++t) {
+            const auto pos = static_cast<int32_t>(s.n_past_ + t);
+            for (uint32_t h = 0; h < hp_.n_head; ++h) {
+                float* q = s.q_.data() + t * qd + size_t{h} * hk;
+                if (!L.attn_q_norm.empty()) rms_norm(q, L.attn_q_norm.data(), q, hk, hp_.rms_eps);
+                rope(q, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
+                if (hp_.arch == Arch::Gemma3) {
+                    for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
+                }
+            }
+            for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
+                float* k = s.k_cur_.data() + t * kd + size_t{h} * hk;
+                if (!L.attn_k_norm.empty()) rms_norm(k, L.attn_k_norm.data(), k, hk, hp_.rms_eps);
+                rope(k, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
+            }
+            // Store K and V (transposed) in the cache.
+            uint16_t* kc = s.k_[il].data() + static_cast<size_t>(pos) * kd;
+            for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(s.k_cur_[t * kd + i]);
+            uint16_t* vc = s.v_[il].data();
+            for (size_t i = 0; i < vd; ++i) {
+                vc[i * s.n_ctx_ + static_cast<size_t>(pos)] = fp32_to_fp16(s.v_cur_[t * vd + i]);
+            }
+        }
+        attention(s, il, T);
+        float* tmp = s.tmp_.data();
+        matmul(s, L.wo, s.attn_.data(), T, tmp);
+        add_bias(tmp, L.bo);
+        for (size_t t = 0; t < T; ++t) {
+            if (!L.attn_post_norm.empty()) rms_norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
+            for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
+        }
+        // Feed-forward.
+        for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.ffn_norm.data(), xn + t * E, E, hp_.rms_eps);
+        float* gate = s.gate_.data();
+        float* up = s.up_.data();
+        matmul(s, L.ffn_gate, xn, T, gate);
+        matmul(s, L.ffn_up, xn, T, up);
+        if (hp_.arch == Arch::Gemma3) {
+            for (size_t i = 0; i < T * F; ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
+        } else {
+            for (size_t i = 0; i < T * F; ++i) gate[i] = silu(gate[i]) * up[i];
+        }
+        matmul(s, L.ffn_down, gate, T, tmp);
+        for (size_t t = 0; t < T; ++t) {
+            if (!L.ffn_post_norm.empty()) rms_norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
+            for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
+        }
+    }
+    // Output head, last position only.
+    rms_norm(x + (T - 1) * E, output_norm_.data(), xn, E, hp_.rms_eps);
+    matmul(s, output_, xn, 1, s.logits_.data());
+    if (hp_.final_logit_softcap > 0.0f) {
+        const float c = hp_.final_logit_softcap;
+        for (float& l : s.logits_) l = std::tanh(l * (1.0f / c)) * c;
+    }
+    s.n_past_ += static_cast<uint32_t>(T);
+    return std::span<const float>(s.logits_);
+}
+
+}  // namespace realm::model

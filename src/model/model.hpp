@@ -1,0 +1,176 @@
+// Decoder-only transformer models over GGUF weights: llama family (llama, mistral-style,
+// SmolLM2, TinyLlama), qwen2 and gemma3.
+//
+//   auto file = realm::gguf::File::open(path);                 // the weights stay in this mmap
+//   auto model = realm::model::Model::load(std::move(*file));  // or load(file_ref) to borrow it
+//   auto seq = model->new_sequence(512);                       // owns its KV cache
+//   auto logits = model->forward(*seq, prompt_ids);            // prefill; last position's logits
+//   int32_t next = realm::model::argmax(*logits);
+//   logits = model->forward(*seq, std::span(&next, 1));        // one decode step
+//
+// The computation follows ggml's CPU path so that results match llama.cpp closely: weights are
+// multiplied as stored (activations quantized to the weight type's vec_dot_type, one vec_dot
+// per output row), the KV cache is F16 and attention is evaluated as llama.cpp does without
+// flash attention (Q rounded to F16, F16 K·Q dots, softmax in F32, weights rounded to F16 for
+// the V product). Only the last position's logits are computed.
+//
+// A Model is immutable after load and may be shared by threads; each Sequence belongs to one
+// thread at a time. Errors (unknown architecture, missing or mis-shaped tensors, bad metadata,
+// context overflow, token ids out of range) come back as values.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gguf/reader.hpp"
+#include "gguf/result.hpp"
+#include "gguf/types.hpp"
+#include "kernels/quants.hpp"
+#include "kernels/threadpool.hpp"
+
+namespace realm::model {
+
+enum class Arch { Llama, Qwen2, Gemma3 };
+
+enum class RopeType {
+    Normal,  // rotates pairs (x[2i], x[2i+1]) (llama)
+    NeoX,    // rotates pairs (x[i], x[i + n_rot/2]) (qwen2, gemma3)
+};
+
+struct HParams {
+    Arch arch = Arch::Llama;
+    std::string arch_name;      // general.architecture
+    uint32_t n_vocab = 0;
+    uint32_t n_ctx_train = 0;
+    uint32_t n_embd = 0;
+    uint32_t n_layer = 0;
+    uint32_t n_ff = 0;
+    uint32_t n_head = 0;
+    uint32_t n_head_kv = 0;
+    uint32_t head_dim_k = 0;    // attention.key_length (default n_embd / n_head)
+    uint32_t head_dim_v = 0;    // attention.value_length (default head_dim_k)
+    uint32_t n_rot = 0;         // rope.dimension_count (default head_dim_k)
+    float rms_eps = 1e-5f;
+    RopeType rope_type = RopeType::Normal;
+    float rope_freq_base = 10000.0f;
+    float rope_freq_scale = 1.0f;      // 1 / linear scaling factor
+    float rope_freq_base_swa = 10000.0f;  // sliding-window layers (gemma3)
+    float rope_freq_scale_swa = 1.0f;
+    uint32_t n_swa = 0;               // sliding window size; 0 = none
+    std::vector<bool> swa_layers;      // per layer: uses the sliding window
+    float attn_scale = 0.0f;           // scale of Q·K (1/sqrt(head_dim_k) by default)
+    float embd_scale = 1.0f;           // input embeddings are multiplied by this (gemma3: sqrt(n_embd))
+    float final_logit_softcap = 0.0f;  // 0 = off
+    bool tied_output = false;          // output projection shares token_embd.weight
+};
+
+// A weight matrix in the file's mapping: rows of `cols` elements of `type`.
+struct Weight {
+    const gguf::TensorInfo* tensor = nullptr;
+    const kernels::KernelTraits* traits = nullptr;
+    const std::byte* data = nullptr;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    size_t row_bytes = 0;
+    explicit operator bool() const { return tensor != nullptr; }
+};
+
+struct Layer {
+    std::vector<float> attn_norm, attn_q_norm, attn_k_norm, attn_post_norm;
+    std::vector<float> ffn_norm, ffn_post_norm;
+    std::vector<float> bq, bk, bv, bo;  // optional biases (qwen2: q, k, v)
+    Weight wq, wk, wv, wo;
+    Weight ffn_gate, ffn_up, ffn_down;
+};
+
+class Model;
+
+// One sequence's state: its KV cache (F16, [layer][position][kv_head * head_dim] for K and
+// V transposed per layer, as llama.cpp stores it without flash attention), its position and
+// its scratch buffers. Created by Model::new_sequence; usable only with that model, which must
+// outlive it. Memory: 2 * n_layer * n_ctx * n_head_kv * head_dim * 2 bytes.
+class Sequence {
+public:
+    Sequence(Sequence&&) noexcept = default;
+    Sequence& operator=(Sequence&&) noexcept = default;
+
+    uint32_t n_ctx() const { return n_ctx_; }
+    uint32_t n_past() const { return n_past_; }  // tokens in the cache = next position
+    // Forgets all tokens (the cache memory is kept).
+    void clear() { n_past_ = 0; }
+
+private:
+    friend class Model;
+    Sequence() = default;
+
+    const Model* model_ = nullptr;
+    uint32_t n_ctx_ = 0;
+    uint32_t n_past_ = 0;
+    std::vector<std::vector<uint16_t>> k_;  // per layer: [n_ctx][n_head_kv * head_dim_k]
+    std::vector<std::vector<uint16_t>> v_;  // per layer: [n_head_kv * head_dim_v][n_ctx]
+    std::vector<float> logits_;
+    // Scratch, sized for the largest batch seen so far.
+    std::vector<float> x_, xn_, q_, k_cur_, v_cur_, attn_, tmp_, gate_, up_;
+    std::vector<uint64_t> act_;       // quantized activations (8-byte aligned)
+    std::vector<float> thread_buf_;       // per-thread attention scores
+    std::vector<uint16_t> thread_buf16_;  // per-thread f16 softmax weights and q
+};
+
+struct LoadOptions {
+    size_t n_threads = 0;  // 0: std::thread::hardware_concurrency()
+};
+
+class Model {
+public:
+    // Borrows `file`: it must outlive the Model (tensor data stays in its mapping).
+    static Result<std::unique_ptr<Model>> load(const gguf::File& file, const LoadOptions& opts = {});
+    // Takes ownership of the file.
+    static Result<std::unique_ptr<Model>> load(gguf::File&& file, const LoadOptions& opts = {});
+    // gguf::File::open + load.
+    static Result<std::unique_ptr<Model>> open(const std::string& path, const LoadOptions& opts = {});
+
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+    ~Model();
+
+    const HParams& hparams() const { return hp_; }
+    const gguf::File& file() const { return *file_; }
+    size_t n_threads() const { return pool_->size(); }
+
+    // A fresh sequence with room for n_ctx tokens (0: min(n_ctx_train, 4096)).
+    Result<Sequence> new_sequence(uint32_t n_ctx = 0) const;
+
+    // Appends `tokens` (one or more) to the sequence at positions n_past .. n_past+n-1 and
+    // returns the logits (n_vocab floats) after the last one. The span points into the
+    // Sequence and stays valid until its next forward call. On error the sequence is unchanged.
+    Result<std::span<const float>> forward(Sequence& seq, std::span<const int32_t> tokens) const;
+
+private:
+    Model() = default;
+    static Result<std::unique_ptr<Model>> load_impl(std::unique_ptr<gguf::File> owned, const gguf::File& file,
+                                                    const LoadOptions& opts);
+    Status load_hparams();
+    Status load_tensors();
+
+    void matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens, float* y) const;
+    void attention(Sequence& s, uint32_t il, size_t n_tokens) const;
+
+    std::unique_ptr<gguf::File> owned_file_;
+    const gguf::File* file_ = nullptr;
+    HParams hp_;
+    Weight tok_embd_;
+    Weight output_;
+    std::vector<float> output_norm_;
+    std::vector<float> rope_freqs_;  // llama: optional per-dimension-pair frequency divisors
+    std::vector<Layer> layers_;
+    std::unique_ptr<kernels::ThreadPool> pool_;
+};
+
+// Index of the largest value (the first one on ties); -1 for an empty span.
+int32_t argmax(std::span<const float> logits);
+
+}  // namespace realm::model
