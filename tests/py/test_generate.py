@@ -63,3 +63,15 @@ def test_bad_generation_parameters(realm, models, args, needle):
 def test_model_without_template(realm, models):
     proc = realm("run", "--chat", "-m", models["stories"], "-p", "hi", check=False)
     assert proc.returncode == 1 and "chat template" in proc.stderr
+
+
+def test_interactive_chat(realm_bin, models):
+    import subprocess
+    proc = subprocess.run([str(realm_bin), "chat", "-m", str(models["smollm2"]), "--temp", "0", "-n", "24",
+                           "--system", "You are a helpful assistant."],
+                          input="What is the capital of France?\nAnd of Italy?\n", capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.strip().split("\n", 1)
+    assert "Paris" in first
+    assert "Rome" in second, proc.stdout
