@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "text/jinja_ast.hpp"
+#include "text/utf8.hpp"
 
 namespace realm::text::jinja {
 namespace detail {
@@ -33,24 +34,6 @@ bool is_ident(char c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 std::string where(int line) { return " at line " + std::to_string(line); }
-
-void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
 
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -92,7 +75,7 @@ std::string unescape(std::string_view body, int line) {
                     cp = cp * 16 + static_cast<std::uint32_t>(h);
                 }
                 if (cp > 0x10FFFF) fail("invalid \\U escape" + where(line));
-                append_utf8(out, cp);
+                utf8_append(out, cp);
                 i += n;
                 break;
             }
@@ -101,7 +84,7 @@ std::string unescape(std::string_view body, int line) {
                     std::uint32_t cp = static_cast<std::uint32_t>(e - '0');
                     for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7'; ++k)
                         cp = cp * 8 + static_cast<std::uint32_t>(body[++i] - '0');
-                    append_utf8(out, cp);
+                    utf8_append(out, cp);
                 } else {
                     out += '\\';
                     out += e;

@@ -7,6 +7,7 @@
 
 #include "text/jinja.hpp"
 #include "text/jinja_ast.hpp"
+#include "text/utf8.hpp"
 
 namespace realm::text::jinja {
 namespace detail {
@@ -44,23 +45,12 @@ std::u32string decode(std::string_view s) {
     return out;
 }
 
+// Code points U+DC80..U+DCFF carry raw bytes (Python's surrogateescape).
 void put_utf8(std::string& out, char32_t cp) {
     if (cp >= 0xDC80 && cp <= 0xDCFF) {
         out += static_cast<char>(cp - 0xDC00);
-    } else if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
     } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
+        utf8_append(out, static_cast<uint32_t>(cp));
     }
 }
 
