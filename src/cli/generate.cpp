@@ -2,78 +2,22 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "engine/loaded_model.hpp"
 #include "engine/stop.hpp"
 #include "gguf/reader.hpp"
-#include "model/model.hpp"
-#include "text/chat_template.hpp"
-#include "text/tokenizer.hpp"
 
 namespace realm::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Gemma GGUFs often ship without tokenizer.chat_template; llama.cpp then uses its built-in
-// Gemma format. We do the same, explicitly and only for that architecture.
-constexpr std::string_view kGemmaTemplate =
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
-    "{% if role == 'system' %}{% set role = 'user' %}{% endif %}"
-    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+using Loaded = engine::LoadedModel;
 
-struct Loaded {
-    std::unique_ptr<model::Model> model;
-    text::Tokenizer tokenizer;
-};
-
-Result<Loaded> load(const std::string& path, uint32_t n_threads) {
-    auto m = model::Model::open(path, model::LoadOptions{n_threads});
-    if (!m) return m.error();
-    auto tok = text::Tokenizer::from_metadata((*m)->file().metadata());
-    if (!tok) return make_error(path + ": " + tok.error().message);
-    return Loaded{std::move(*m), std::move(*tok)};
-}
-
-Result<text::ChatTemplate> chat_template(const Loaded& l, const std::string& override_path) {
-    std::string source;
-    if (!override_path.empty()) {
-        std::ifstream in(override_path, std::ios::binary);
-        if (!in) return make_error("cannot read chat template file '" + override_path + "'");
-        std::stringstream ss;
-        ss << in.rdbuf();
-        source = ss.str();
-    } else if (auto t = l.model->file().metadata().get_string("tokenizer.chat_template"); t.ok()) {
-        source = std::string(*t);
-    } else if (l.model->hparams().arch == model::Arch::Gemma3) {
-        source = std::string(kGemmaTemplate);
-    } else {
-        return make_error("the model has no chat template (tokenizer.chat_template); pass --chat-template FILE");
-    }
-    auto tpl = text::ChatTemplate::parse(source);
-    if (!tpl) return make_error("chat template: " + tpl.error().message);
-    return std::move(*tpl);
-}
-
-std::string token_text_or_empty(const text::Tokenizer& t, std::optional<int32_t> id) {
-    return id ? t.token_text(*id) : std::string();
-}
-
-Result<std::string> render_chat(const Loaded& l, const text::ChatTemplate& tpl, const nlohmann::json& messages) {
-    nlohmann::json extra = {{"bos_token", token_text_or_empty(l.tokenizer, l.tokenizer.bos())},
-                            {"eos_token", token_text_or_empty(l.tokenizer, l.tokenizer.eos())}};
-    auto text = tpl.render(messages, /*add_generation_prompt=*/true, extra);
-    if (!text) return make_error("chat template: " + text.error().message);
-    // The tokenizer adds BOS itself when the model asks for it; drop the template's copy so the
-    // prompt does not start with two (llama.cpp does the same).
-    const std::string bos = token_text_or_empty(l.tokenizer, l.tokenizer.bos());
-    if (l.tokenizer.add_bos() && !bos.empty() && text->starts_with(bos)) text->erase(0, bos.size());
-    return std::move(*text);
+Result<std::unique_ptr<Loaded>> load(const GenerateOptions& o) {
+    return engine::LoadedModel::open(o.model, engine::LoadOptions{o.n_threads, o.chat_template});
 }
 
 struct Stats {
@@ -84,15 +28,15 @@ struct Stats {
 // Feeds `prompt` into `seq` and generates until a finish condition, streaming text to stdout.
 Result<Stats> generate(const Loaded& l, model::Sequence& seq, std::span<const int32_t> prompt,
                        const engine::SamplingParams& params, std::string* transcript) {
-    auto sampler = engine::Sampler::create(params, l.model->hparams().n_vocab, l.tokenizer.eog_ids());
+    auto sampler = engine::Sampler::create(params, l.model().hparams().n_vocab, l.tokenizer().eog_ids());
     if (!sampler) return sampler.error();
     for (int32_t t : prompt) sampler->accept(t);
-    engine::Generation gen(l.tokenizer, params);
+    engine::Generation gen(l.tokenizer(), params);
     Stats st;
     st.prompt_tokens = prompt.size();
 
     auto t0 = Clock::now();
-    auto logits = l.model->forward(seq, prompt);
+    auto logits = l.model().forward(seq, prompt);
     if (!logits) return logits.error();
     auto t1 = Clock::now();
     st.prompt_s = std::chrono::duration<double>(t1 - t0).count();
@@ -112,7 +56,7 @@ Result<Stats> generate(const Loaded& l, model::Sequence& seq, std::span<const in
             if (transcript) *transcript += rest;
             break;
         }
-        logits = l.model->forward(seq, std::span(&*tok, 1));
+        logits = l.model().forward(seq, std::span(&*tok, 1));
         if (!logits) return logits.error();
     }
     st.gen_tokens = gen.tokens();
@@ -134,45 +78,42 @@ int fail(const char* cmd, const Error& e) {
 }  // namespace
 
 int run(GenerateOptions o) {
-    auto l = load(o.model, o.n_threads);
+    auto l = load(o);
     if (!l) return fail("run", l.error());
-    if (auto s = o.sampling.validate(l->model->hparams().n_vocab); !s) return fail("run", s.error());
+    if (auto s = o.sampling.validate((*l)->model().hparams().n_vocab); !s) return fail("run", s.error());
 
     std::string prompt = o.prompt;
     if (o.chat) {
-        auto tpl = chat_template(*l, o.chat_template);
-        if (!tpl) return fail("run", tpl.error());
         nlohmann::json messages = nlohmann::json::array();
         if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
         messages.push_back({{"role", "user"}, {"content", o.prompt}});
-        auto rendered = render_chat(*l, *tpl, messages);
+        auto rendered = (*l)->render_chat(messages, /*add_generation_prompt=*/true);
         if (!rendered) return fail("run", rendered.error());
         prompt = std::move(*rendered);
     }
-    const auto tokens = l->tokenizer.encode(prompt, /*add_special=*/true, /*parse_special=*/o.chat);
+    const auto tokens = (*l)->tokenizer().encode(prompt, /*add_special=*/true, /*parse_special=*/o.chat);
     if (tokens.empty()) return fail("run", make_error("the prompt is empty"));
     if (o.verbose_prompt) {
         std::fprintf(stderr, "prompt (%zu tokens): %s\n", tokens.size(), prompt.c_str());
     }
-    auto seq = l->model->new_sequence(o.n_ctx);
+    auto seq = (*l)->model().new_sequence(o.n_ctx);
     if (!seq) return fail("run", seq.error());
     if (tokens.size() >= seq->n_ctx()) {
         return fail("run", make_error("the prompt has " + std::to_string(tokens.size()) +
                                       " tokens; the context holds " + std::to_string(seq->n_ctx())));
     }
-    auto st = generate(*l, *seq, tokens, o.sampling, nullptr);
+    auto st = generate(**l, *seq, tokens, o.sampling, nullptr);
     if (!st) return fail("run", st.error());
     print_stats(*st);
     return 0;
 }
 
 int chat(GenerateOptions o) {
-    auto l = load(o.model, o.n_threads);
+    auto l = load(o);
     if (!l) return fail("chat", l.error());
-    if (auto s = o.sampling.validate(l->model->hparams().n_vocab); !s) return fail("chat", s.error());
-    auto tpl = chat_template(*l, o.chat_template);
-    if (!tpl) return fail("chat", tpl.error());
-    auto seq = l->model->new_sequence(o.n_ctx);
+    if (auto s = o.sampling.validate((*l)->model().hparams().n_vocab); !s) return fail("chat", s.error());
+    if (auto tpl = (*l)->chat_template(); !tpl) return fail("chat", tpl.error());
+    auto seq = (*l)->model().new_sequence(o.n_ctx);
     if (!seq) return fail("chat", seq.error());
 
     nlohmann::json messages = nlohmann::json::array();
@@ -183,14 +124,14 @@ int chat(GenerateOptions o) {
         std::fprintf(stderr, "> ");
         if (!std::getline(std::cin, line) || line.empty()) break;
         messages.push_back({{"role", "user"}, {"content", line}});
-        auto rendered = render_chat(*l, *tpl, messages);
+        auto rendered = (*l)->render_chat(messages, /*add_generation_prompt=*/true);
         if (!rendered) return fail("chat", rendered.error());
-        const auto tokens = l->tokenizer.encode(*rendered, true, true);
+        const auto tokens = (*l)->tokenizer().encode(*rendered, true, true);
         // The whole conversation is fed again each turn: simple, and cheap for small models.
         seq->clear();
         if (tokens.size() >= seq->n_ctx()) return fail("chat", make_error("the conversation no longer fits the context"));
         std::string reply;
-        auto st = generate(*l, *seq, tokens, o.sampling, &reply);
+        auto st = generate(**l, *seq, tokens, o.sampling, &reply);
         if (!st) return fail("chat", st.error());
         std::fprintf(stdout, "\n");
         messages.push_back({{"role", "assistant"}, {"content", reply}});

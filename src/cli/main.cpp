@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/generate.hpp"
+#include "cli/guest_cmd.hpp"
 
 namespace {
 
@@ -112,7 +113,23 @@ int main(int argc, char** argv) {
     tok->add_flag("--no-bos", tok_opts.no_bos, "Do not add BOS/EOS tokens");
     tok->add_flag("--no-parse-special", no_parse_special, "Treat special-token text as plain text");
 
+    realm::cli::GuestRunOptions guest_opts;
+    auto* guest = app.add_subcommand("guest", "WebAssembly guests");
+    guest->require_subcommand(1);
+    auto* guest_run = guest->add_subcommand("run", "Run one request through a guest on a model; emitted chunks "
+                                                   "stream to stdout, then the response JSON on its own line");
+    guest_run->add_option("GUEST", guest_opts.guest, "Guest module (.wasm or .wat)")->required();
+    guest_run->add_option("-m,--model", guest_opts.model, "GGUF model file")->required();
+    guest_run->add_option("--request", guest_opts.request, "Request JSON, or @FILE")->required();
+    guest_run->add_option("--name", guest_opts.name, "Model name the guest sees (default: the request's \"model\", else the file stem)");
+    guest_run->add_option("--chat-template", guest_opts.chat_template, "Jinja chat template file (overrides the model's)");
+    guest_run->add_option("-c,--ctx-size", guest_opts.n_ctx, "Context size in tokens (default: min(training context, 4096))");
+    guest_run->add_option("-t,--threads", guest_opts.n_threads, "Threads (default: all cores)");
+    guest_run->add_option("--timeout-ms", guest_opts.timeout_ms, "Time budget of the request")->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
+
+    if (guest_run->parsed()) return realm::cli::guest_run(guest_opts);
 
     if (run->parsed()) {
         run_opts.sampling.seed = run_seed;

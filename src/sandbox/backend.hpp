@@ -56,6 +56,13 @@ public:
     virtual Result<std::string> detokenize(std::span<const int32_t> tokens, bool render_special) = 0;
     // messages_json: a JSON array of {"role","content"} objects (already checked to be valid JSON).
     virtual Result<std::string> apply_chat_template(std::string_view messages_json, bool add_generation_prompt) = 0;
+    // The text one generated token contributes to a stream (used by `step`): unlike detokenize of a
+    // one-token list, no leading-space removal or space clean-up (those apply to the start of a text).
+    // Control tokens give "". Default: detokenize({token}, false).
+    virtual Result<std::string> token_piece(int32_t token) {
+        const int32_t one[1] = {token};
+        return detokenize(std::span<const int32_t>(one, 1), false);
+    }
     virtual bool is_end_of_generation(int32_t token) const = 0;
     virtual Result<std::unique_ptr<Sequence>> open_sequence() = 0;
 };

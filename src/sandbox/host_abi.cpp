@@ -465,7 +465,7 @@ int32_t h_step(Call& c) {
     const int32_t tok = sample_checked(c, *s, *p, "step");
     if (tok < 0) return tok;
     const std::array<int32_t, 1> one{tok};
-    auto piece = s->model->detokenize(one, false);
+    auto piece = s->model->token_piece(tok);
     if (!piece) return c.fail(REALM_E_BACKEND, "step: " + piece.error().message);
     const bool eog = s->model->is_end_of_generation(tok);
     if (!eog) {

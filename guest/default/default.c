@@ -1,0 +1,781 @@
+/* The default guest: OpenAI chat/completions and completions semantics over guest ABI v1.
+ *
+ * Request (JSON object; unknown fields are ignored):
+ *   model        string, required unless the host passes it: the model name to open
+ *   messages     [{"role","content"}...]   -> chat completion (rendered with the model's chat template)
+ *   prompt       string                    -> text completion (tokenized as plain text, BOS as the model asks)
+ *   temperature (1), top_p (1), top_k (0 = off), min_p (0), repeat_penalty (1), repeat_last_n (64),
+ *   max_tokens / max_completion_tokens (none: until end of generation or the context is full),
+ *   stop (string or up to 16 strings), seed (default: the clock), stream (false): emit text chunks as they
+ *   are generated, frequency_penalty / presence_penalty (must be 0) and logit_bias (must be empty): ABI v1's
+ *   sampling fast path has no such parameters, so nonzero values are refused with an error response.
+ * Response: chat.completion / text_completion object with choices[0].message.content (or .text),
+ * finish_reason ("stop" | "length") and usage {prompt_tokens, completion_tokens, total_tokens}.
+ * Errors (bad JSON, bad parameters, engine failures) are an {"error": {...}} response, never a trap.
+ *
+ * The text follows `realm run`: token pieces joined, UTF-8 completed across tokens (invalid bytes become
+ * U+FFFD), stop strings cut (the earliest complete one wins; the stop string itself is dropped), text that
+ * could still be the start of a stop string held back when streaming.
+ */
+#include <realm_guest.h>
+#include <stdlib.h>
+#include <string.h>
+
+REALM_GUEST_DEFINE_ALLOC_AND_VERSION()
+
+REALM_EXPORT(realm_init) int32_t realm_init(void) { return 0; }
+
+/* ---- growable byte buffer ------------------------------------------------------------------------- */
+typedef struct {
+    char* p;
+    size_t n, cap;
+    int oom;
+} buf;
+
+static void buf_reserve(buf* b, size_t extra) {
+    if (b->oom) return;
+    if (b->n + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->n + extra + 1) cap *= 2;
+    char* p = (char*)realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+static void buf_add(buf* b, const char* s, size_t n) {
+    buf_reserve(b, n);
+    if (b->oom) return;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void buf_str(buf* b, const char* s) { buf_add(b, s, strlen(s)); }
+static void buf_ch(buf* b, char c) { buf_add(b, &c, 1); }
+static void buf_free(buf* b) {
+    free(b->p);
+    b->p = 0;
+    b->n = b->cap = 0;
+}
+static void buf_int(buf* b, long long v) {
+    char tmp[32];
+    int i = 0, neg = v < 0;
+    unsigned long long u = neg ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[i++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (neg) buf_ch(b, '-');
+    while (i) buf_ch(b, tmp[--i]);
+}
+
+/* ---- UTF-8 -------------------------------------------------------------------------------------------- */
+/* Length of the valid UTF-8 character at s[0..n): >0 valid, 0 incomplete but could become valid, -1 invalid. */
+static int utf8_char(const unsigned char* s, size_t n) {
+    unsigned char c = s[0];
+    int len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else return -1;
+    for (int k = 1; k < len; ++k) {
+        if ((size_t)k >= n) return 0;
+        unsigned char lo_k = k == 1 ? lo : 0x80, hi_k = k == 1 ? hi : 0xBF;
+        if (s[k] < lo_k || s[k] > hi_k) return -1;
+    }
+    return len;
+}
+static const char kReplacement[] = "\xEF\xBF\xBD";
+
+/* Moves the complete (or certainly invalid) prefix of raw into out; keeps an incomplete tail in raw. With
+ * flush, the tail becomes U+FFFD per byte. */
+static void utf8_drain(buf* raw, buf* out, int flush) {
+    size_t i = 0;
+    const unsigned char* s = (const unsigned char*)raw->p;
+    while (i < raw->n) {
+        int l = utf8_char(s + i, raw->n - i);
+        if (l > 0) {
+            buf_add(out, raw->p + i, (size_t)l);
+            i += (size_t)l;
+        } else if (l < 0 || flush) {
+            buf_add(out, kReplacement, 3);
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    memmove(raw->p, raw->p + i, raw->n - i);
+    raw->n -= i;
+    if (raw->p) raw->p[raw->n] = 0;
+}
+
+/* ---- JSON output ------------------------------------------------------------------------------------ */
+static void json_str(buf* b, const char* s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    buf_ch(b, '"');
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            int l = utf8_char((const unsigned char*)s + i, n - i);
+            if (l > 0) {
+                buf_add(b, s + i, (size_t)l);
+                i += (size_t)l;
+            } else {
+                buf_add(b, kReplacement, 3);
+                i += 1;
+            }
+            continue;
+        }
+        switch (c) {
+            case '"': buf_str(b, "\\\""); break;
+            case '\\': buf_str(b, "\\\\"); break;
+            case '\n': buf_str(b, "\\n"); break;
+            case '\r': buf_str(b, "\\r"); break;
+            case '\t': buf_str(b, "\\t"); break;
+            default:
+                if (c < 0x20) {
+                    char e[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
+                    buf_str(b, e);
+                } else {
+                    buf_ch(b, (char)c);
+                }
+        }
+        ++i;
+    }
+    buf_ch(b, '"');
+}
+
+/* ---- JSON input: a strict recursive-descent parser with a depth limit ---------------------------------- */
+typedef struct {
+    const char* s;
+    size_t n, i;
+    int depth;
+    const char* err;
+} parser;
+
+enum { kMaxDepth = 64 };
+
+static void ws(parser* p) {
+    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r')) ++p->i;
+}
+static int fail(parser* p, const char* why) {
+    if (!p->err) p->err = why;
+    return 0;
+}
+static int lit(parser* p, const char* w) {
+    size_t l = strlen(w);
+    if (p->n - p->i < l || memcmp(p->s + p->i, w, l) != 0) return fail(p, "invalid JSON literal");
+    p->i += l;
+    return 1;
+}
+static int hex4(parser* p, unsigned* out) {
+    if (p->n - p->i < 4) return fail(p, "truncated \\u escape");
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k) {
+        char c = p->s[p->i++];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return fail(p, "bad \\u escape");
+    }
+    *out = v;
+    return 1;
+}
+static void put_cp(buf* b, unsigned cp) {
+    char t[4];
+    if (cp < 0x80) { t[0] = (char)cp; buf_add(b, t, 1); }
+    else if (cp < 0x800) { t[0] = (char)(0xC0 | (cp >> 6)); t[1] = (char)(0x80 | (cp & 63)); buf_add(b, t, 2); }
+    else if (cp < 0x10000) {
+        t[0] = (char)(0xE0 | (cp >> 12)); t[1] = (char)(0x80 | ((cp >> 6) & 63)); t[2] = (char)(0x80 | (cp & 63));
+        buf_add(b, t, 3);
+    } else {
+        t[0] = (char)(0xF0 | (cp >> 18)); t[1] = (char)(0x80 | ((cp >> 12) & 63));
+        t[2] = (char)(0x80 | ((cp >> 6) & 63)); t[3] = (char)(0x80 | (cp & 63));
+        buf_add(b, t, 4);
+    }
+}
+/* Parses a string at p->i (which must be '"'); appends the unescaped bytes to out when out != NULL. */
+static int str(parser* p, buf* out) {
+    if (p->i >= p->n || p->s[p->i] != '"') return fail(p, "expected a string");
+    ++p->i;
+    while (p->i < p->n) {
+        unsigned char c = (unsigned char)p->s[p->i];
+        if (c == '"') {
+            ++p->i;
+            return 1;
+        }
+        if (c < 0x20) return fail(p, "control character in a string");
+        if (c == '\\') {
+            if (++p->i >= p->n) break;
+            char e = p->s[p->i++];
+            const char* rep = 0;
+            switch (e) {
+                case '"': rep = "\""; break;
+                case '\\': rep = "\\"; break;
+                case '/': rep = "/"; break;
+                case 'b': rep = "\b"; break;
+                case 'f': rep = "\f"; break;
+                case 'n': rep = "\n"; break;
+                case 'r': rep = "\r"; break;
+                case 't': rep = "\t"; break;
+                case 'u': {
+                    unsigned cp;
+                    if (!hex4(p, &cp)) return 0;
+                    if (cp >= 0xD800 && cp <= 0xDBFF) {
+                        unsigned lo;
+                        if (p->n - p->i >= 6 && p->s[p->i] == '\\' && p->s[p->i + 1] == 'u') {
+                            p->i += 2;
+                            if (!hex4(p, &lo)) return 0;
+                            if (lo >= 0xDC00 && lo <= 0xDFFF) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                            else {
+                                if (out) put_cp(out, 0xFFFD);
+                                cp = lo >= 0xD800 && lo <= 0xDFFF ? 0xFFFD : lo;
+                            }
+                        } else {
+                            cp = 0xFFFD;
+                        }
+                    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                        cp = 0xFFFD;
+                    }
+                    if (out) put_cp(out, cp);
+                    continue;
+                }
+                default: return fail(p, "bad escape in a string");
+            }
+            if (out) buf_str(out, rep);
+            continue;
+        }
+        if (out) buf_ch(out, (char)c);
+        ++p->i;
+    }
+    return fail(p, "unterminated string");
+}
+static int num(parser* p, double* out) {
+    size_t st = p->i;
+    if (p->i < p->n && p->s[p->i] == '-') ++p->i;
+    if (p->i >= p->n) return fail(p, "bad number");
+    if (p->s[p->i] == '0') ++p->i;
+    else if (p->s[p->i] >= '1' && p->s[p->i] <= '9') while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') ++p->i;
+    else return fail(p, "bad number");
+    if (p->i < p->n && p->s[p->i] == '.') {
+        ++p->i;
+        if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return fail(p, "bad number");
+        while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') ++p->i;
+    }
+    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
+        ++p->i;
+        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-')) ++p->i;
+        if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9') return fail(p, "bad number");
+        while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') ++p->i;
+    }
+    char tmp[64];
+    size_t l = p->i - st;
+    if (l >= sizeof tmp) l = sizeof tmp - 1; /* absurdly long numbers lose digits, not safety */
+    memcpy(tmp, p->s + st, l);
+    tmp[l] = 0;
+    if (out) *out = strtod(tmp, 0);
+    return 1;
+}
+static int value(parser* p);
+static int container(parser* p, char open, char close) {
+    if (++p->depth > kMaxDepth) return fail(p, "JSON nested too deeply");
+    ++p->i;
+    ws(p);
+    if (p->i < p->n && p->s[p->i] == close) {
+        ++p->i;
+        --p->depth;
+        return 1;
+    }
+    for (;;) {
+        if (open == '{') {
+            ws(p);
+            if (!str(p, 0)) return 0;
+            ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':') return fail(p, "expected ':'");
+            ++p->i;
+        }
+        if (!value(p)) return 0;
+        ws(p);
+        if (p->i < p->n && p->s[p->i] == ',') {
+            ++p->i;
+            continue;
+        }
+        if (p->i < p->n && p->s[p->i] == close) {
+            ++p->i;
+            --p->depth;
+            return 1;
+        }
+        return fail(p, "expected ',' or a closing bracket");
+    }
+}
+/* Validates and skips one value. */
+static int value(parser* p) {
+    ws(p);
+    if (p->i >= p->n) return fail(p, "unexpected end of JSON");
+    switch (p->s[p->i]) {
+        case '{': return container(p, '{', '}');
+        case '[': return container(p, '[', ']');
+        case '"': return str(p, 0);
+        case 't': return lit(p, "true");
+        case 'f': return lit(p, "false");
+        case 'n': return lit(p, "null");
+        default: return num(p, 0);
+    }
+}
+
+/* ---- the request ------------------------------------------------------------------------------------ */
+enum { kMaxStops = 16 };
+
+typedef struct {
+    buf model;
+    const char* messages; /* raw JSON slice */
+    size_t messages_len;
+    buf prompt;
+    int has_prompt;
+    double temperature, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty;
+    double top_k, repeat_last_n, max_tokens, seed, n;
+    int has_max_tokens, has_seed;
+    int stream;
+    int logit_bias_nonempty;
+    buf stops[kMaxStops];
+    int n_stops;
+} request;
+
+static int is_null(parser* p) {
+    ws(p);
+    if (p->n - p->i >= 4 && memcmp(p->s + p->i, "null", 4) == 0) {
+        p->i += 4;
+        return 1;
+    }
+    return 0;
+}
+static int number_field(parser* p, double* out, int* present) {
+    if (is_null(p)) return 1;
+    ws(p);
+    if (!num(p, out)) return fail(p, "expected a number");
+    if (present) *present = 1;
+    return 1;
+}
+
+static int parse_request(parser* p, request* r) {
+    ws(p);
+    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "the request must be a JSON object");
+    ++p->i;
+    p->depth = 1;
+    ws(p);
+    if (p->i < p->n && p->s[p->i] == '}') {
+        ++p->i;
+    } else {
+        for (;;) {
+            buf key = {0};
+            ws(p);
+            if (!str(p, &key)) { buf_free(&key); return 0; }
+            ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':') { buf_free(&key); return fail(p, "expected ':'"); }
+            ++p->i;
+            ws(p);
+            const char* k = key.p ? key.p : "";
+            int ok = 1;
+            if (!strcmp(k, "model")) {
+                r->model.n = 0;
+                ok = is_null(p) || str(p, &r->model);
+            } else if (!strcmp(k, "messages")) {
+                size_t st = p->i;
+                if (is_null(p)) {
+                    r->messages = 0;
+                } else {
+                    if (p->i >= p->n || p->s[p->i] != '[') ok = fail(p, "\"messages\" must be an array");
+                    else ok = value(p);
+                    r->messages = p->s + st;
+                    r->messages_len = p->i - st;
+                }
+            } else if (!strcmp(k, "prompt")) {
+                r->prompt.n = 0;
+                if (!is_null(p)) {
+                    if (p->i >= p->n || p->s[p->i] != '"') ok = fail(p, "\"prompt\" must be a string");
+                    else ok = str(p, &r->prompt);
+                    r->has_prompt = 1;
+                }
+            } else if (!strcmp(k, "temperature")) ok = number_field(p, &r->temperature, 0);
+            else if (!strcmp(k, "top_p")) ok = number_field(p, &r->top_p, 0);
+            else if (!strcmp(k, "min_p")) ok = number_field(p, &r->min_p, 0);
+            else if (!strcmp(k, "top_k")) ok = number_field(p, &r->top_k, 0);
+            else if (!strcmp(k, "repeat_penalty")) ok = number_field(p, &r->repeat_penalty, 0);
+            else if (!strcmp(k, "repeat_last_n")) ok = number_field(p, &r->repeat_last_n, 0);
+            else if (!strcmp(k, "frequency_penalty")) ok = number_field(p, &r->frequency_penalty, 0);
+            else if (!strcmp(k, "presence_penalty")) ok = number_field(p, &r->presence_penalty, 0);
+            else if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens"))
+                ok = number_field(p, &r->max_tokens, &r->has_max_tokens);
+            else if (!strcmp(k, "seed")) ok = number_field(p, &r->seed, &r->has_seed);
+            else if (!strcmp(k, "n")) ok = number_field(p, &r->n, 0);
+            else if (!strcmp(k, "stream")) {
+                if (p->i < p->n && p->s[p->i] == 't') { ok = lit(p, "true"); r->stream = 1; }
+                else if (p->i < p->n && p->s[p->i] == 'f') { ok = lit(p, "false"); r->stream = 0; }
+                else if (!is_null(p)) ok = fail(p, "\"stream\" must be a boolean");
+            } else if (!strcmp(k, "logit_bias")) {
+                if (!is_null(p)) {
+                    if (p->i >= p->n || p->s[p->i] != '{') ok = fail(p, "\"logit_bias\" must be an object");
+                    else {
+                        size_t st = p->i;
+                        ok = value(p);
+                        for (size_t j = st + 1; ok && j < p->i; ++j) {
+                            char c = p->s[j];
+                            if (c == '}') break;
+                            if (c != ' ' && c != '\t' && c != '\n' && c != '\r') { r->logit_bias_nonempty = 1; break; }
+                        }
+                    }
+                }
+            } else if (!strcmp(k, "stop")) {
+                for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
+                r->n_stops = 0;
+                if (is_null(p)) {
+                } else if (p->i < p->n && p->s[p->i] == '"') {
+                    buf s = {0};
+                    ok = str(p, &s);
+                    r->stops[r->n_stops++] = s;
+                } else if (p->i < p->n && p->s[p->i] == '[') {
+                    ++p->i;
+                    ws(p);
+                    if (p->i < p->n && p->s[p->i] == ']') ++p->i;
+                    else for (;;) {
+                        ws(p);
+                        if (r->n_stops == kMaxStops) { ok = fail(p, "\"stop\" has more than 16 strings"); break; }
+                        buf s = {0};
+                        if (!str(p, &s)) { buf_free(&s); ok = fail(p, "\"stop\" must be a string or an array of strings"); break; }
+                        r->stops[r->n_stops++] = s;
+                        ws(p);
+                        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
+                        if (p->i < p->n && p->s[p->i] == ']') { ++p->i; break; }
+                        ok = fail(p, "expected ',' or ']' in \"stop\"");
+                        break;
+                    }
+                } else ok = fail(p, "\"stop\" must be a string or an array of strings");
+            } else {
+                ok = value(p);
+            }
+            int oom = key.oom;
+            buf_free(&key);
+            if (oom) return fail(p, "out of memory");
+            if (!ok) return 0;
+            ws(p);
+            if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
+            if (p->i < p->n && p->s[p->i] == '}') { ++p->i; break; }
+            return fail(p, "expected ',' or '}'");
+        }
+    }
+    ws(p);
+    if (p->i != p->n) return fail(p, "trailing characters after the JSON object");
+    return 1;
+}
+
+static void free_request(request* r) {
+    buf_free(&r->model);
+    buf_free(&r->prompt);
+    for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
+}
+
+/* ---- responses -------------------------------------------------------------------------------------- */
+static int32_t respond_error(const char* type, const char* msg, const char* detail) {
+    buf b = {0};
+    buf m = {0};
+    buf_str(&m, msg);
+    if (detail && detail[0]) {
+        buf_str(&m, ": ");
+        buf_str(&m, detail);
+    }
+    buf_str(&b, "{\"error\":{\"message\":");
+    json_str(&b, m.p ? m.p : "", m.n);
+    buf_str(&b, ",\"type\":");
+    json_str(&b, type, strlen(type));
+    buf_str(&b, "}}");
+    int32_t rc = b.oom ? REALM_E_LIMIT : realm_response_write(b.p, (int32_t)b.n);
+    buf_free(&b);
+    buf_free(&m);
+    return rc < 0 ? rc : 0;
+}
+
+static int32_t host_error(const char* what) {
+    char msg[512];
+    int32_t n = realm_last_error(msg, (int32_t)sizeof msg - 1);
+    if (n < 0) n = 0;
+    if (n > (int32_t)sizeof msg - 1) n = (int32_t)sizeof msg - 1;
+    msg[n] = 0;
+    /* The host's messages already name the call ("step: ..."). */
+    size_t wl = strlen(what);
+    const int named = strncmp(msg, what, wl) == 0 && msg[wl] == ':';
+    return respond_error("server_error", named ? msg : what, named ? 0 : msg);
+}
+
+/* ---- generation -------------------------------------------------------------------------------------- */
+typedef struct {
+    buf raw;      /* bytes not yet complete UTF-8 */
+    buf text;     /* the generated text so far (after a stop: cut before it) */
+    size_t sent;  /* bytes of text already released */
+    int stopped;
+    int stream;
+    int cancelled;
+    const request* r;
+} gen_state;
+
+/* Looks for the earliest complete stop string in the unreleased text; cuts the text there. Otherwise
+ * releases everything that cannot be the start of a stop string (all of it when `final`). */
+static void release(gen_state* g, int final) {
+    size_t best = (size_t)-1;
+    for (int j = 0; j < g->r->n_stops; ++j) {
+        const buf* s = &g->r->stops[j];
+        if (s->n == 0 || g->text.n < s->n) continue;
+        for (size_t at = g->sent; at + s->n <= g->text.n && at < best; ++at) {
+            if (memcmp(g->text.p + at, s->p, s->n) == 0) {
+                best = at;
+                break;
+            }
+        }
+    }
+    size_t upto = g->text.n;
+    if (best != (size_t)-1) {
+        g->stopped = 1;
+        g->text.n = best;
+        g->text.p[best] = 0;
+        upto = best;
+    } else if (!final) {
+        size_t hold = 0;
+        for (int j = 0; j < g->r->n_stops; ++j) {
+            const buf* s = &g->r->stops[j];
+            for (size_t l = s->n > 0 ? s->n - 1 : 0; l > hold; --l) {
+                if (l <= g->text.n - g->sent && memcmp(g->text.p + g->text.n - l, s->p, l) == 0) {
+                    hold = l;
+                    break;
+                }
+            }
+        }
+        upto = g->text.n - hold;
+    }
+    if (upto > g->sent) {
+        if (g->stream && !g->cancelled) {
+            if (realm_emit(g->text.p + g->sent, (int32_t)(upto - g->sent)) == REALM_E_CANCELLED) g->cancelled = 1;
+        }
+        g->sent = upto;
+    }
+}
+
+static void push_piece(gen_state* g, const char* piece, size_t n, int final) {
+    buf_add(&g->raw, piece, n);
+    utf8_drain(&g->raw, &g->text, final);
+    release(g, final);
+}
+
+/* Reads a sized-output call into a malloc'd buffer; returns the length or a negative code. */
+static int32_t model_n_ctx(int32_t model) {
+    char info[1024];
+    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
+    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
+    info[n] = 0;
+    const char* k = strstr(info, "\"n_ctx\":");
+    return k ? (int32_t)atol(k + 8) : 0;
+}
+
+static float clampf(double v) { return (float)v; }
+
+static int32_t handle(const char* req, size_t len) {
+    request r;
+    memset(&r, 0, sizeof r);
+    r.temperature = 1.0;
+    r.top_p = 1.0;
+    r.min_p = 0.0;
+    r.top_k = 0;
+    r.repeat_penalty = 1.0;
+    r.repeat_last_n = 64;
+    r.n = 1;
+    parser p = {req, len, 0, 0, 0};
+    int32_t rc = 0;
+    int32_t* toks = 0;
+    char* rendered = 0;
+    char* piece = 0;
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    int32_t model = 0, seq = 0;
+
+    if (!parse_request(&p, &r)) {
+        rc = respond_error("invalid_request_error", "invalid request JSON", p.err ? p.err : "parse error");
+        goto done;
+    }
+    if (!r.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
+    if (!r.messages && !r.has_prompt) {
+        rc = respond_error("invalid_request_error", "one of \"messages\" or \"prompt\" is required", 0);
+        goto done;
+    }
+    if (r.frequency_penalty != 0 || r.presence_penalty != 0 || r.logit_bias_nonempty) {
+        rc = respond_error("invalid_request_error",
+                           "frequency_penalty, presence_penalty and logit_bias are not supported by this guest "
+                           "(guest ABI v1 sampling has no such parameters)", 0);
+        goto done;
+    }
+    if (!(r.temperature >= 0 && r.temperature <= 1e30)) {
+        rc = respond_error("invalid_request_error", "\"temperature\" must be a finite number >= 0", 0);
+        goto done;
+    }
+    if (r.n != 1) { rc = respond_error("invalid_request_error", "only n = 1 is supported", 0); goto done; }
+    if (r.has_max_tokens && !(r.max_tokens >= 1 && r.max_tokens <= 2147483647.0)) {
+        rc = respond_error("invalid_request_error", "\"max_tokens\" must be >= 1", 0);
+        goto done;
+    }
+    if (!(r.top_k >= -2147483648.0 && r.top_k <= 2147483647.0) ||
+        !(r.repeat_last_n >= -1 && r.repeat_last_n <= 2147483647.0)) {
+        rc = respond_error("invalid_request_error", "\"top_k\" or \"repeat_last_n\" is out of range", 0);
+        goto done;
+    }
+    if (r.has_seed && !(r.seed >= 0 && r.seed < 18446744073709551616.0)) {
+        rc = respond_error("invalid_request_error", "\"seed\" must be a non-negative integer", 0);
+        goto done;
+    }
+    for (int j = 0; j < r.n_stops; ++j)
+        if (r.stops[j].n == 0 || r.stops[j].oom) {
+            rc = respond_error("invalid_request_error", "stop strings must be non-empty", 0);
+            goto done;
+        }
+
+    model = realm_model_open(r.model.p, (int32_t)r.model.n);
+    if (model < 0) {
+        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.model.p)
+                                        : host_error("model_open");
+        goto done;
+    }
+
+    /* The prompt text. */
+    const char* text;
+    int32_t text_len;
+    uint32_t tflags;
+    if (r.messages) {
+        int32_t need = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
+        if (need < 0) { rc = host_error("chat template"); goto done; }
+        rendered = (char*)malloc((size_t)need + 1);
+        if (!rendered) { rc = respond_error("server_error", "out of memory", 0); goto done; }
+        int32_t got = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
+                                          rendered, need);
+        if (got != need) { rc = host_error("chat template"); goto done; }
+        text = rendered;
+        text_len = need;
+        tflags = REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL;
+    } else {
+        text = r.prompt.p ? r.prompt.p : "";
+        text_len = (int32_t)r.prompt.n;
+        tflags = REALM_TOKENIZE_ADD_SPECIAL;
+    }
+    int32_t n_tok = realm_tokenize(model, text, text_len, tflags, 0, 0);
+    if (n_tok < 0) { rc = host_error("tokenize"); goto done; }
+    if (n_tok == 0) { rc = respond_error("invalid_request_error", "the prompt is empty", 0); goto done; }
+    toks = (int32_t*)malloc((size_t)n_tok * sizeof(int32_t));
+    if (!toks) { rc = respond_error("server_error", "out of memory", 0); goto done; }
+    if (realm_tokenize(model, text, text_len, tflags, toks, n_tok) != n_tok) { rc = host_error("tokenize"); goto done; }
+
+    const int32_t n_ctx = model_n_ctx(model);
+    if (n_ctx > 0 && n_tok >= n_ctx) {
+        rc = respond_error("invalid_request_error", "the prompt does not fit the model's context", 0);
+        goto done;
+    }
+    seq = realm_seq_open(model);
+    if (seq < 0) { rc = host_error("seq_open"); goto done; }
+    if (realm_seq_feed(seq, toks, n_tok) < 0) { rc = host_error("seq_feed"); goto done; }
+
+    realm_sampling_params sp;
+    sp.temperature = clampf(r.temperature);
+    sp.top_p = clampf(r.top_p);
+    sp.min_p = clampf(r.min_p);
+    sp.top_k = (int32_t)r.top_k;
+    sp.repeat_penalty = clampf(r.repeat_penalty);
+    sp.repeat_last_n = (int32_t)r.repeat_last_n;
+    sp.seed = r.has_seed ? (uint64_t)r.seed : (uint64_t)realm_now_ms();
+
+    g.r = &r;
+    g.stream = r.stream;
+    const int32_t piece_cap = 4096;
+    piece = (char*)malloc((size_t)piece_cap);
+    if (!piece) { rc = respond_error("server_error", "out of memory", 0); goto done; }
+    long long n_gen = 0;
+    int32_t length = n_tok;
+    const char* finish = "stop";
+    for (;;) {
+        realm_step_result res;
+        int32_t tok = realm_step(seq, &sp, (int32_t)sizeof sp, &res, piece, piece_cap);
+        if (tok < 0) {
+            if (tok == REALM_E_CANCELLED) { g.cancelled = 1; break; }
+            rc = host_error("step");
+            goto done;
+        }
+        ++n_gen;
+        if (res.flags & REALM_STEP_END_OF_GENERATION) {
+            push_piece(&g, "", 0, 1);
+            finish = "stop";
+            break;
+        }
+        ++length;
+        size_t tl = res.text_len > 0 && res.text_len <= piece_cap ? (size_t)res.text_len : 0;
+        push_piece(&g, piece, tl, 0);
+        if (g.stopped) { finish = "stop"; break; }
+        if ((r.has_max_tokens && n_gen >= (long long)r.max_tokens) || (n_ctx > 0 && length >= n_ctx)) {
+            push_piece(&g, "", 0, 1);
+            finish = g.stopped ? "stop" : "length";
+            break;
+        }
+        if (g.cancelled || realm_cancelled()) { g.cancelled = 1; break; }
+    }
+    if (g.text.oom || g.raw.oom) { rc = respond_error("server_error", "out of memory", 0); goto done; }
+
+    {
+        buf b = {0};
+        const int chat = r.messages != 0;
+        buf_str(&b, chat ? "{\"object\":\"chat.completion\",\"model\":" : "{\"object\":\"text_completion\",\"model\":");
+        json_str(&b, r.model.p, r.model.n);
+        buf_str(&b, ",\"choices\":[{\"index\":0,");
+        if (chat) {
+            buf_str(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
+            json_str(&b, g.text.p ? g.text.p : "", g.text.n);
+            buf_str(&b, "}");
+        } else {
+            buf_str(&b, "\"text\":");
+            json_str(&b, g.text.p ? g.text.p : "", g.text.n);
+        }
+        buf_str(&b, ",\"finish_reason\":");
+        buf_str(&b, g.cancelled ? "\"cancelled\"" : (finish[0] == 's' ? "\"stop\"" : "\"length\""));
+        buf_str(&b, "}],\"usage\":{\"prompt_tokens\":");
+        buf_int(&b, n_tok);
+        buf_str(&b, ",\"completion_tokens\":");
+        buf_int(&b, n_gen);
+        buf_str(&b, ",\"total_tokens\":");
+        buf_int(&b, n_tok + n_gen);
+        buf_str(&b, "}}");
+        if (b.oom) rc = respond_error("server_error", "out of memory", 0);
+        else {
+            int32_t w = realm_response_write(b.p, (int32_t)b.n);
+            rc = w < 0 ? host_error("response_write") : 0;
+        }
+        buf_free(&b);
+    }
+
+done:
+    if (seq > 0) realm_seq_close(seq);
+    free(piece);
+    free(toks);
+    free(rendered);
+    buf_free(&g.raw);
+    buf_free(&g.text);
+    free_request(&r);
+    return rc < 0 ? rc : 0;
+}
+
+REALM_EXPORT(realm_handle_request) int32_t realm_handle_request(int32_t ptr, int32_t len) {
+    if (len < 0) return REALM_E_INVALID_ARGUMENT;
+    return handle((const char*)(intptr_t)ptr, (size_t)len);
+}

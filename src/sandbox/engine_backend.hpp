@@ -1,0 +1,62 @@
+// realm::sandbox::Backend over the real inference engine: a registry of loaded models by name, with
+// per-tenant allow lists, handing the sandbox Model/Sequence objects backed by model::Model,
+// text::Tokenizer, the chat template and engine::Sampler.
+//
+//   auto be = std::make_shared<realm::sandbox::EngineBackend>();
+//   be->add_model("smollm2", path, {.n_threads = 4});       // loads the GGUF
+//   be->allow("acme", {"smollm2"});
+//   Request r; r.tenant = "acme"; r.allowed_models = be->allowed_models("acme"); ...
+//
+// Sampling: each sequence keeps one engine::Sampler for as long as the guest passes the same
+// parameters, so a run of `step`s with a fixed seed draws the same random stream as `realm run`
+// with that seed. The sampler's penalty window sees every token fed (prompt included), as `realm run`.
+// Forward passes of one model are serialised (the model's thread pool serves one pass at a time).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/loaded_model.hpp"
+#include "engine/sampling.hpp"
+#include "sandbox/backend.hpp"
+
+namespace realm::sandbox {
+
+struct EngineModelOptions {
+    uint32_t n_threads = 0;          // 0: all cores
+    uint32_t n_ctx = 0;              // context per sequence; 0: min(training context, 4096)
+    std::string chat_template_path;  // overrides the model's template
+};
+
+// Maps the ABI's sampling parameters onto the engine's (temperature <= 0: greedy; top_k <= 0: off).
+engine::SamplingParams to_engine_params(const SamplingParams& p);
+
+class EngineBackend final : public Backend {
+public:
+    EngineBackend() = default;
+
+    // Loads a GGUF and registers it under `name` (non-empty, unique).
+    Status add_model(const std::string& name, const std::string& path, const EngineModelOptions& opts = {});
+    // Registers an already loaded model.
+    Status add_model(const std::string& name, std::shared_ptr<const engine::LoadedModel> model, uint32_t n_ctx = 0);
+
+    // Tenant allow lists. A tenant with no list may use nothing.
+    void allow(const std::string& tenant, const std::vector<std::string>& models);
+    std::vector<std::string> allowed_models(const std::string& tenant) const;
+    std::vector<std::string> model_names() const;
+
+    Result<std::shared_ptr<Model>> find_model(std::string_view name) override;
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::string, std::shared_ptr<Model>, std::less<>> models_;
+    std::map<std::string, std::set<std::string>> allow_;
+};
+
+}  // namespace realm::sandbox

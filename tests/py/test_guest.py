@@ -1,0 +1,83 @@
+"""The default guest (guest/default) through `realm guest run`: the same text as `realm run`."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import _env_path
+
+
+@pytest.fixture(scope="session")
+def default_guest(realm_bin) -> Path:
+    # The guest is built next to the CLI: <build>/guests/default.wasm (REALM_DEFAULT_GUEST overrides).
+    if os.environ.get("REALM_DEFAULT_GUEST"):
+        return _env_path("REALM_DEFAULT_GUEST")
+    path = Path(realm_bin).resolve().parents[2] / "guests" / "default.wasm"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: build the realm_guests target")
+    return path
+
+
+def guest_run(realm, guest, model, request: dict):
+    proc = realm("guest", "run", guest, "-m", model, "--request", json.dumps(request), check=False)
+    lines = proc.stdout.rstrip("\n").split("\n")
+    response = json.loads(lines[-1])
+    streamed = "\n".join(lines[:-1])
+    return proc, response, streamed
+
+
+CASES = [
+    # (model key, realm run args, request)
+    ("stories", ["-p", "Once upon a time", "--temp", "0", "-n", "48", "--seed", "5"],
+     {"prompt": "Once upon a time", "temperature": 0, "max_tokens": 48, "seed": 5}),
+    ("stories", ["-p", "Once upon a time", "--temp", "0.9", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
+                 "--repeat-penalty", "1.1", "-n", "64", "--seed", "1234"],
+     {"prompt": "Once upon a time", "temperature": 0.9, "top_k": 40, "top_p": 0.95, "min_p": 0.05,
+      "repeat_penalty": 1.1, "max_tokens": 64, "seed": 1234}),
+    ("stories", ["-p", "Once upon a time", "--temp", "0", "-n", "40", "--stop", "Lily"],
+     {"prompt": "Once upon a time", "temperature": 0, "max_tokens": 40, "stop": "Lily", "seed": 1}),
+    ("smollm2", ["--chat", "--system", "You are a helpful assistant.", "-p", "What is the capital of France?",
+                 "--temp", "0", "-n", "32", "--seed", "7"],
+     {"messages": [{"role": "system", "content": "You are a helpful assistant."},
+                   {"role": "user", "content": "What is the capital of France?"}],
+      "temperature": 0, "max_tokens": 32, "seed": 7}),
+]
+
+
+@pytest.mark.parametrize("key, run_args, request_body", CASES, ids=["stories-greedy", "stories-sampled",
+                                                                   "stories-stop", "smollm2-chat"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_default_guest_matches_realm_run(realm, default_guest, key, run_args, request_body, stream):
+    model = _env_path({"stories": "REALM_STORIES", "smollm2": "REALM_SMOLLM2"}[key])
+    expected = realm("run", "-m", model, *run_args).stdout
+    proc, response, streamed = guest_run(realm, default_guest, model, {**request_body, "stream": stream})
+    assert proc.returncode == 0, proc.stderr
+    choice = response["choices"][0]
+    text = choice["message"]["content"] if "messages" in request_body else choice["text"]
+    assert text == expected
+    assert streamed == (expected if stream else "")
+    assert choice["finish_reason"] in ("stop", "length")
+    usage = response["usage"]
+    assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    if key == "smollm2":
+        assert "Paris" in text
+        assert response["object"] == "chat.completion"
+
+
+@pytest.mark.parametrize("body", ["{", "[1]", '{"prompt": 7}', '{"prompt": "x", "max_tokens": 0}',
+                                  '{"prompt": "x", "temperature": -1}'])
+def test_default_guest_bad_requests(realm, default_guest, body):
+    proc = realm("guest", "run", default_guest, "-m", _env_path("REALM_STORIES"), "--request", body, check=False)
+    assert proc.returncode == 1
+    response = json.loads(proc.stdout.strip().split("\n")[-1])
+    assert "error" in response and response["error"]["message"]
+
+
+def test_guest_run_missing_files(realm, default_guest, tmp_path):
+    proc = realm("guest", "run", tmp_path / "none.wasm", "-m", _env_path("REALM_STORIES"),
+                 "--request", "{}", check=False)
+    assert proc.returncode == 1 and "realm guest run" in proc.stderr
+    proc = realm("guest", "run", default_guest, "-m", tmp_path / "none.gguf", "--request", "{}", check=False)
+    assert proc.returncode == 1 and "realm guest run" in proc.stderr
