@@ -67,7 +67,46 @@ float gelu_ggml(float x) {
     return fp16_to_fp32(fp32_to_fp16(g));
 }
 
-float silu(float x) { return x / (1.0f + std::exp(-x)); }
+float bits_to_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+uint32_t float_to_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+// ggml_v_expf as ggml's baseline x86-64 CPU variant (SSE2, no FMA) evaluates it, lane by lane:
+// a polynomial approximation of expf (max error ~1.5 ulp), not libm's expf. Every a*b+c is two
+// roundings there (MADD128 without __FMA__), as here (this file is built with -ffp-contract=off).
+float expf_ggml(float x) {
+    const float r = 0x1.8p23f;
+    const float z = x * 0x1.715476p+0f + r;
+    const float n = z - r;
+    const float b = (x - n * 0x1.62e4p-1f) - n * 0x1.7f7d1cp-20f;
+    const uint32_t e = float_to_bits(z) << 23;
+    const float k = bits_to_float(e + float_to_bits(1.0f));
+    const float u = b * b;
+    const float j = ((0x1.0e4020p-7f * b + 0x1.573e2ep-5f) * u + (0x1.555e66p-3f * b + 0x1.fffdb6p-2f)) * u +
+                    0x1.ffffecp-1f * b;
+    if (!(std::fabs(n) > 126.0f)) return j * k + k;
+    const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+    const float s1 = bits_to_float(g + 0x7f000000u);
+    const float s2 = bits_to_float(e - g);
+    if (std::fabs(n) > 192.0f) return s1 * s1;
+    return (s2 * j + s2) * s1;
+}
+
+// ggml_vec_swiglu_f32 on the baseline x86-64 variant: ggml_v_silu on groups of 4 from the start
+// of the row, libm's expf on the remainder.
+void swiglu_row(float* gate, const float* up, size_t n) {
+    size_t i = 0;
+    for (; i < n / 4 * 4; ++i) gate[i] = (gate[i] / (1.0f + expf_ggml(0.0f - gate[i]))) * up[i];
+    for (; i < n; ++i) gate[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
+}
 
 size_t round_up8(size_t n) { return (n + 7) / 8 * 8; }
 
@@ -464,12 +503,20 @@ void Model::attention(Sequence& s, uint32_t il, size_t n_tokens) const {
                 scores[j] = d * kq_scale;
                 mx = std::max(mx, scores[j]);
             }
-            // ggml_soft_max: exp, sum in double, multiply by the float of 1/sum.
+            // ggml_soft_max (ggml_vec_soft_max_f32, baseline x86-64 variant): ggml_v_expf, each
+            // group of 4 cells from cell 0 summed in float as (e0+e1)+(e2+e3), the group sums
+            // added in double; then multiply by the float of 1/sum. Cells outside the window or
+            // past the last position (masked, -inf) contribute exact zeros; llama.cpp's row length
+            // (the KV cells in view) is a multiple of 256, so it never has a scalar remainder.
+            for (uint32_t j = j0; j < n_kv; ++j) scores[j] = expf_ggml(scores[j] - mx);
             double sum = 0.0;
-            for (uint32_t j = j0; j < n_kv; ++j) {
-                const float e = std::exp(scores[j] - mx);
-                scores[j] = e;
-                sum += static_cast<double>(e);
+            for (uint32_t j4 = j0 / 4 * 4; j4 < n_kv; j4 += 4) {
+                float e[4];
+                for (uint32_t l = 0; l < 4; ++l) {
+                    const uint32_t j = j4 + l;
+                    e[l] = j >= j0 && j < n_kv ? scores[j] : 0.0f;
+                }
+                sum += static_cast<double>((e[0] + e[1]) + (e[2] + e[3]));
             }
             const auto inv = static_cast<float>(1.0 / sum);
             for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
@@ -585,7 +632,7 @@ Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32
         if (hp_.arch == Arch::Gemma3) {
             for (size_t i = 0; i < T * F; ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
         } else {
-            for (size_t i = 0; i < T * F; ++i) gate[i] = silu(gate[i]) * up[i];
+            for (size_t t = 0; t < T; ++t) swiglu_row(gate + t * F, up + t * F, F);
         }
         matmul(s, L.ffn_down, gate, T, tmp);
         for (size_t t = 0; t < T; ++t) {

@@ -8,11 +8,14 @@
 //   int32_t next = realm::model::argmax(*logits);
 //   logits = model->forward(*seq, std::span(&next, 1));        // one decode step
 //
-// The computation follows ggml's CPU path so that results match llama.cpp closely: weights are
-// multiplied as stored (activations quantized to the weight type's vec_dot_type, one vec_dot
-// per output row), the KV cache is F16 and attention is evaluated as llama.cpp does without
-// flash attention (Q rounded to F16, F16 K·Q dots, softmax in F32, weights rounded to F16 for
-// the V product). Only the last position's logits are computed.
+// The computation reproduces, operation by operation, ggml's baseline x86-64 CPU variant
+// (libggml-cpu-x64.so: SSE2, no FMA), so the logits equal llama.cpp's on that variant bit for
+// bit (tests/unit/model): weights are multiplied as stored (activations quantized to the weight
+// type's vec_dot_type, ggml's scalar vec_dot per output row), RMSNorm and F16 dots sum in
+// double, the KV cache is F16 and attention is evaluated as llama.cpp does without flash
+// attention (Q rounded to F16, F16 K·Q dots, softmax with ggml_v_expf and ggml's SSE2 summation
+// order, weights rounded to F16 for the V product), SiLU is ggml_v_silu, GELU ggml's fp16
+// table. Only the last position's logits are computed.
 //
 // A Model is immutable after load and may be shared by threads; each Sequence belongs to one
 // thread at a time. Errors (unknown architecture, missing or mis-shaped tensors, bad metadata,

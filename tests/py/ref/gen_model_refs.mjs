@@ -19,7 +19,9 @@
 // its chat-formatted prompt yields odd text;
 // it is still a valid reference (the tests check agreement, not quality).
 // The node-llama-cpp install is found through $REALM_NODE_REF (scripts/lib.sh ensure_node_ref) or
-// /tmp/nodetest.
+// /tmp/nodetest. $REALM_GGML_CPU_VARIANT names the ggml CPU library that install loads (set by
+// scripts/gen_model_refs, which pins the baseline "x64" variant by default: see there); it is
+// recorded in the output's "reference" field.
 import fs from "node:fs";
 import path from "node:path";
 import {pathToFileURL} from "node:url";
@@ -39,11 +41,14 @@ const PROMPTS = {
         {name: "plain", text: "The quick brown fox jumps over the lazy dog. Then it"},
         {name: "chat_poem", chat: true,
          text: "<|im_start|>user\nWrite a short poem about the sea.<|im_end|>\n<|im_start|>assistant\n"},
+        {name: "chat_code", chat: true,
+         text: "<|im_start|>user\nWrite a Python function that reverses a string.<|im_end|>\n<|im_start|>assistant\n"},
     ],
     gemma3: [
         {name: "chat_sky", chat: true,
          text: "<start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n<start_of_turn>model\n"},
         {name: "plain", text: "The capital of France is"},
+        {name: "plain_story", text: "Once upon a time, in a small village by the sea,"},
     ],
 };
 
@@ -70,7 +75,7 @@ for (const spec of specs) {
     const out = {
         model: path.basename(modelPath),
         generator: "tests/py/ref/gen_model_refs.mjs",
-        reference: `llama.cpp ${llama.llamaCppRelease?.release ?? ""} via node-llama-cpp ${nlcVersion} (CPU, F16 KV cache, flash attention off)`,
+        reference: `llama.cpp ${llama.llamaCppRelease?.release ?? ""} via node-llama-cpp ${nlcVersion} (CPU variant ${process.env.REALM_GGML_CPU_VARIANT || "best"}, F16 KV cache, flash attention off)`,
         n_gen: N_GEN,
         top_k: TOP_K,
         prompts: [],
