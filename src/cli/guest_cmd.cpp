@@ -2,6 +2,7 @@
 // guest's emitted chunks to stdout and then printing its response JSON on a line of its own.
 #include "cli/guest_cmd.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -84,13 +85,19 @@ int guest_run(const GuestRunOptions& o) {
     r.on_log = [](sandbox::LogLevel l, std::string_view line) {
         std::fprintf(stderr, "[guest %s] %.*s\n", level_name(l), static_cast<int>(line.size()), line.data());
     };
+    const auto t0 = std::chrono::steady_clock::now();
     const sandbox::Outcome out = (*sb)->run(**mod, r);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (emitted) std::fputc('\n', stdout);
     if (!out.ok()) return fail(std::string(sandbox::to_string(out.error)) + ": " + out.message);
     std::printf("%s\n", out.response.c_str());
     std::fflush(stdout);
     auto resp = nlohmann::json::parse(out.response, nullptr, false);
     if (resp.is_object() && resp.contains("error")) return fail("the guest answered with an error");
+    // Same end-to-end measure as `realm run` prints (prompt + generation), for bench/guest_overhead.
+    const auto tokens = resp.is_object() ? resp.value("/usage/completion_tokens"_json_pointer, 0) : 0;
+    std::fprintf(stderr, "request: %d completion tokens in %.3f s (%.2f tok/s end to end)\n", tokens, seconds,
+                 seconds > 0 ? tokens / seconds : 0.0);
     return 0;
 }
 
