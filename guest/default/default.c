@@ -7,8 +7,9 @@
  *   temperature (1), top_p (1), top_k (0 = off), min_p (0), repeat_penalty (1), repeat_last_n (64),
  *   max_tokens / max_completion_tokens (none: until end of generation or the context is full),
  *   stop (string or up to 16 strings), seed (default: the clock), stream (false): emit text chunks as they
- *   are generated, frequency_penalty / presence_penalty (must be 0) and logit_bias (must be empty): ABI v1's
- *   sampling fast path has no such parameters, so nonzero values are refused with an error response.
+ *   are generated, frequency_penalty (0), presence_penalty (0), typical_p (1, as llama-server),
+ *   logit_bias ({"<token id>": bias, ...}, OpenAI form: at most 1024 entries, ids in [0, n_vocab), biases in
+ *   [-100, 100] added to the logit; -100 bans the token outright, as OpenAI describes it).
  * Response: chat.completion / text_completion object with choices[0].message.content (or .text),
  * finish_reason ("stop" | "length") and usage {prompt_tokens, completion_tokens, total_tokens}.
  * Errors (bad JSON, bad parameters, engine failures) are an {"error": {...}} response, never a trap.
@@ -344,11 +345,12 @@ typedef struct {
     size_t messages_len;
     buf prompt;
     int has_prompt;
-    double temperature, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty;
+    double temperature, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, typical_p;
     double top_k, repeat_last_n, max_tokens, seed, n;
     int has_max_tokens, has_seed;
     int stream;
-    int logit_bias_nonempty;
+    realm_logit_bias* bias; /* logit_bias entries (malloc'd) */
+    uint32_t n_bias, cap_bias;
     buf stops[kMaxStops];
     int n_stops;
 } request;
@@ -367,6 +369,52 @@ static int number_field(parser* p, double* out, int* present) {
     if (!num(p, out)) return fail(p, "expected a number");
     if (present) *present = 1;
     return 1;
+}
+
+/* logit_bias: {"<token id>": number in [-100, 100], ...}; -100 becomes -INFINITY (a ban). */
+static int parse_logit_bias(parser* p, request* r) {
+    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "\"logit_bias\" must be an object");
+    ++p->i;
+    ws(p);
+    if (p->i < p->n && p->s[p->i] == '}') {
+        ++p->i;
+        return 1;
+    }
+    for (;;) {
+        buf key = {0};
+        ws(p);
+        if (!str(p, &key)) { buf_free(&key); return 0; }
+        long long tok = 0;
+        int ok = key.n > 0 && key.n <= 10 && !key.oom;
+        for (size_t j = 0; ok && j < key.n; ++j) {
+            if (key.p[j] < '0' || key.p[j] > '9') ok = 0;
+            else tok = tok * 10 + (key.p[j] - '0');
+        }
+        buf_free(&key);
+        if (!ok || tok > 2147483647LL) return fail(p, "\"logit_bias\" keys must be token ids");
+        ws(p);
+        if (p->i >= p->n || p->s[p->i] != ':') return fail(p, "expected ':'");
+        ++p->i;
+        ws(p);
+        double v = 0;
+        if (!num(p, &v)) return fail(p, "\"logit_bias\" values must be numbers");
+        if (!(v >= -100.0 && v <= 100.0)) return fail(p, "\"logit_bias\" values must be in [-100, 100]");
+        if (r->n_bias == REALM_MAX_LOGIT_BIAS) return fail(p, "\"logit_bias\" has more than 1024 entries");
+        if (r->n_bias == r->cap_bias) {
+            uint32_t cap = r->cap_bias ? r->cap_bias * 2 : 16;
+            realm_logit_bias* nb = (realm_logit_bias*)realloc(r->bias, cap * sizeof *nb);
+            if (!nb) return fail(p, "out of memory");
+            r->bias = nb;
+            r->cap_bias = cap;
+        }
+        r->bias[r->n_bias].token = (int32_t)tok;
+        r->bias[r->n_bias].bias = v <= -100.0 ? -__builtin_inff() : (float)v;
+        ++r->n_bias;
+        ws(p);
+        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
+        if (p->i < p->n && p->s[p->i] == '}') { ++p->i; return 1; }
+        return fail(p, "expected ',' or '}' in \"logit_bias\"");
+    }
 }
 
 static int parse_request(parser* p, request* r) {
@@ -416,6 +464,7 @@ static int parse_request(parser* p, request* r) {
             else if (!strcmp(k, "repeat_last_n")) ok = number_field(p, &r->repeat_last_n, 0);
             else if (!strcmp(k, "frequency_penalty")) ok = number_field(p, &r->frequency_penalty, 0);
             else if (!strcmp(k, "presence_penalty")) ok = number_field(p, &r->presence_penalty, 0);
+            else if (!strcmp(k, "typical_p")) ok = number_field(p, &r->typical_p, 0);
             else if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens"))
                 ok = number_field(p, &r->max_tokens, &r->has_max_tokens);
             else if (!strcmp(k, "seed")) ok = number_field(p, &r->seed, &r->has_seed);
@@ -425,18 +474,8 @@ static int parse_request(parser* p, request* r) {
                 else if (p->i < p->n && p->s[p->i] == 'f') { ok = lit(p, "false"); r->stream = 0; }
                 else if (!is_null(p)) ok = fail(p, "\"stream\" must be a boolean");
             } else if (!strcmp(k, "logit_bias")) {
-                if (!is_null(p)) {
-                    if (p->i >= p->n || p->s[p->i] != '{') ok = fail(p, "\"logit_bias\" must be an object");
-                    else {
-                        size_t st = p->i;
-                        ok = value(p);
-                        for (size_t j = st + 1; ok && j < p->i; ++j) {
-                            char c = p->s[j];
-                            if (c == '}') break;
-                            if (c != ' ' && c != '\t' && c != '\n' && c != '\r') { r->logit_bias_nonempty = 1; break; }
-                        }
-                    }
-                }
+                r->n_bias = 0;
+                if (!is_null(p)) ok = parse_logit_bias(p, r);
             } else if (!strcmp(k, "stop")) {
                 for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
                 r->n_stops = 0;
@@ -484,6 +523,7 @@ static void free_request(request* r) {
     buf_free(&r->model);
     buf_free(&r->prompt);
     for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
+    free(r->bias);
 }
 
 /* ---- responses -------------------------------------------------------------------------------------- */
@@ -586,6 +626,15 @@ static int32_t model_n_ctx(int32_t model) {
     return k ? (int32_t)atol(k + 8) : 0;
 }
 
+static int32_t model_n_vocab(int32_t model) {
+    char info[1024];
+    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
+    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
+    info[n] = 0;
+    const char* k = strstr(info, "\"n_vocab\":");
+    return k ? (int32_t)atol(k + 10) : 0;
+}
+
 static float clampf(double v) { return (float)v; }
 
 static int32_t handle(const char* req, size_t len) {
@@ -597,6 +646,7 @@ static int32_t handle(const char* req, size_t len) {
     r.top_k = 0;
     r.repeat_penalty = 1.0;
     r.repeat_last_n = 64;
+    r.typical_p = 1.0;
     r.n = 1;
     parser p = {req, len, 0, 0, 0};
     int32_t rc = 0;
@@ -616,10 +666,13 @@ static int32_t handle(const char* req, size_t len) {
         rc = respond_error("invalid_request_error", "one of \"messages\" or \"prompt\" is required", 0);
         goto done;
     }
-    if (r.frequency_penalty != 0 || r.presence_penalty != 0 || r.logit_bias_nonempty) {
-        rc = respond_error("invalid_request_error",
-                           "frequency_penalty, presence_penalty and logit_bias are not supported by this guest "
-                           "(guest ABI v1 sampling has no such parameters)", 0);
+    if (!(r.frequency_penalty >= -1e30 && r.frequency_penalty <= 1e30) ||
+        !(r.presence_penalty >= -1e30 && r.presence_penalty <= 1e30)) {
+        rc = respond_error("invalid_request_error", "\"frequency_penalty\" and \"presence_penalty\" must be finite", 0);
+        goto done;
+    }
+    if (!(r.typical_p > 0 && r.typical_p <= 1)) {
+        rc = respond_error("invalid_request_error", "\"typical_p\" must be in (0, 1]", 0);
         goto done;
     }
     if (!(r.temperature >= 0 && r.temperature <= 1e30)) {
@@ -685,6 +738,14 @@ static int32_t handle(const char* req, size_t len) {
         rc = respond_error("invalid_request_error", "the prompt does not fit the model's context", 0);
         goto done;
     }
+    {
+        const int32_t n_vocab = model_n_vocab(model);
+        for (uint32_t j = 0; j < r.n_bias; ++j)
+            if (n_vocab > 0 && r.bias[j].token >= n_vocab) {
+                rc = respond_error("invalid_request_error", "\"logit_bias\" names a token outside the vocabulary", 0);
+                goto done;
+            }
+    }
     seq = realm_seq_open(model);
     if (seq < 0) { rc = host_error("seq_open"); goto done; }
     if (realm_seq_feed(seq, toks, n_tok) < 0) { rc = host_error("seq_feed"); goto done; }
@@ -697,6 +758,12 @@ static int32_t handle(const char* req, size_t len) {
     sp.repeat_penalty = clampf(r.repeat_penalty);
     sp.repeat_last_n = (int32_t)r.repeat_last_n;
     sp.seed = r.has_seed ? (uint64_t)r.seed : (uint64_t)realm_now_ms();
+    sp.frequency_penalty = clampf(r.frequency_penalty);
+    sp.presence_penalty = clampf(r.presence_penalty);
+    sp.typical_p = clampf(r.typical_p);
+    sp.n_logit_bias = r.n_bias;
+    sp.logit_bias = (uint32_t)(uintptr_t)r.bias;
+    sp.reserved = 0;
 
     g.r = &r;
     g.stream = r.stream;

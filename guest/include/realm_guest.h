@@ -52,15 +52,30 @@
 #define REALM_STEP_END_OF_GENERATION 1u /* realm_step_result.flags: the sampled token ends generation  */
 
 /* ---- Structs passed by pointer (little-endian, natural alignment, sizes fixed by the ABI) ------------ */
+/* One logit_bias entry: `bias` is added to the token's logit before sampling; -INFINITY bans the token. */
+typedef struct realm_logit_bias {
+    int32_t token; /* [0, n_vocab)                                                */
+    float bias;    /* finite or -INFINITY                                         */
+} realm_logit_bias; /* 8 bytes */
+
+#define REALM_MAX_LOGIT_BIAS 1024u /* most entries one realm_sampling_params may carry */
+
 typedef struct realm_sampling_params {
-    float temperature;    /* <= 0: greedy (argmax)                                   */
-    float top_p;          /* (0, 1]; 1 disables                                      */
-    float min_p;          /* [0, 1); 0 disables                                      */
-    int32_t top_k;        /* <= 0 disables                                           */
-    float repeat_penalty; /* 1 disables                                              */
-    int32_t repeat_last_n;/* how many trailing tokens the penalty looks at           */
-    uint64_t seed;        /* same seed + same inputs = same token                    */
-} realm_sampling_params; /* 32 bytes */
+    float temperature;    /* offset  0: <= 0: greedy (argmax)                        */
+    float top_p;          /* offset  4: (0, 1]; 1 disables                           */
+    float min_p;          /* offset  8: [0, 1); 0 disables                           */
+    int32_t top_k;        /* offset 12: <= 0 disables                                */
+    float repeat_penalty; /* offset 16: > 0; 1 disables                              */
+    int32_t repeat_last_n;/* offset 20: >= 0; trailing tokens the penalties look at  */
+    uint64_t seed;        /* offset 24: same seed + same inputs = same token         */
+    float frequency_penalty; /* offset 32: finite; 0 disables (subtracts count * it) */
+    float presence_penalty;  /* offset 36: finite; 0 disables (subtracts it once)    */
+    float typical_p;      /* offset 40: (0, 1]; 1 disables                           */
+    uint32_t n_logit_bias;/* offset 44: entries at logit_bias, <= REALM_MAX_LOGIT_BIAS */
+    uint32_t logit_bias;  /* offset 48: guest address of realm_logit_bias[n_logit_bias]
+                             (a wasm32 pointer; ignored when n_logit_bias == 0)      */
+    uint32_t reserved;    /* offset 52: must be 0                                    */
+} realm_sampling_params; /* 56 bytes; params_len must be sizeof(realm_sampling_params) */
 
 typedef struct realm_top_logit {
     int32_t token;
@@ -75,11 +90,25 @@ typedef struct realm_step_result {
 } realm_step_result; /* 16 bytes */
 
 #ifdef __cplusplus
-static_assert(sizeof(realm_sampling_params) == 32, "ABI: realm_sampling_params is 32 bytes");
+static_assert(sizeof(realm_sampling_params) == 56, "ABI: realm_sampling_params is 56 bytes");
+static_assert(offsetof(realm_sampling_params, seed) == 24, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, frequency_penalty) == 32, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, typical_p) == 40, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, n_logit_bias) == 44, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, logit_bias) == 48, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, reserved) == 52, "ABI: realm_sampling_params layout");
+static_assert(sizeof(realm_logit_bias) == 8, "ABI: realm_logit_bias is 8 bytes");
 static_assert(sizeof(realm_top_logit) == 8, "ABI: realm_top_logit is 8 bytes");
 static_assert(sizeof(realm_step_result) == 16, "ABI: realm_step_result is 16 bytes");
 #else
-_Static_assert(sizeof(realm_sampling_params) == 32, "ABI: realm_sampling_params is 32 bytes");
+_Static_assert(sizeof(realm_sampling_params) == 56, "ABI: realm_sampling_params is 56 bytes");
+_Static_assert(offsetof(realm_sampling_params, seed) == 24, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, frequency_penalty) == 32, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, typical_p) == 40, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, n_logit_bias) == 44, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, logit_bias) == 48, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, reserved) == 52, "ABI: realm_sampling_params layout");
+_Static_assert(sizeof(realm_logit_bias) == 8, "ABI: realm_logit_bias is 8 bytes");
 _Static_assert(sizeof(realm_top_logit) == 8, "ABI: realm_top_logit is 8 bytes");
 _Static_assert(sizeof(realm_step_result) == 16, "ABI: realm_step_result is 16 bytes");
 #endif
@@ -164,6 +193,12 @@ static inline realm_sampling_params realm_sampling_default(void) {
     p.repeat_penalty = 1.0f;
     p.repeat_last_n = 64;
     p.seed = 0;
+    p.frequency_penalty = 0.0f;
+    p.presence_penalty = 0.0f;
+    p.typical_p = 1.0f;
+    p.n_logit_bias = 0;
+    p.logit_bias = 0;
+    p.reserved = 0;
     return p;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -32,6 +33,14 @@ struct SamplingParams {
     float repeat_penalty = 1.0f;
     int32_t repeat_last_n = 64;
     uint64_t seed = 0;
+    float frequency_penalty = 0.0f;  // finite; 0 disables
+    float presence_penalty = 0.0f;   // finite; 0 disables
+    float typical_p = 1.0f;          // (0, 1]; 1 disables
+    // token -> added to its logit (finite or -inf); tokens are in [0, n_vocab), at most
+    // REALM_MAX_LOGIT_BIAS entries (guest entries for the same token are summed).
+    std::map<int32_t, float> logit_bias;
+
+    bool operator==(const SamplingParams&) const = default;
 };
 
 // One KV-cache slot of one model, owned by one request.

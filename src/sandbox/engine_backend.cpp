@@ -18,15 +18,16 @@ engine::SamplingParams to_engine_params(const SamplingParams& p) {
     e.repeat_penalty = p.repeat_penalty;
     e.penalty_last_n = p.repeat_last_n;
     e.seed = p.seed;
+    e.frequency_penalty = p.frequency_penalty;
+    e.presence_penalty = p.presence_penalty;
+    e.typical_p = p.typical_p;
+    e.logit_bias = p.logit_bias;
     return e;
 }
 
 namespace {
 
-bool same_params(const SamplingParams& a, const SamplingParams& b) {
-    return a.temperature == b.temperature && a.top_p == b.top_p && a.min_p == b.min_p && a.top_k == b.top_k &&
-           a.repeat_penalty == b.repeat_penalty && a.repeat_last_n == b.repeat_last_n && a.seed == b.seed;
-}
+bool same_params(const SamplingParams& a, const SamplingParams& b) { return a == b; }
 
 // What the models and their sequences share: the loaded model and a lock for its forward passes.
 struct Shared {

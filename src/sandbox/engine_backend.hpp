@@ -34,7 +34,8 @@ struct EngineModelOptions {
     std::string chat_template_path;  // overrides the model's template
 };
 
-// Maps the ABI's sampling parameters onto the engine's (temperature <= 0: greedy; top_k <= 0: off).
+// Maps the ABI's sampling parameters onto the engine's (temperature <= 0: greedy; top_k <= 0: off;
+// penalties, typical_p and logit_bias pass through unchanged).
 engine::SamplingParams to_engine_params(const SamplingParams& p);
 
 class EngineBackend final : public Backend {

@@ -150,7 +150,9 @@ std::optional<std::vector<int32_t>> tokens_arg(Call& c, uint32_t ptr, int32_t n,
     return toks;
 }
 
-std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, const char* what) {
+// Reads realm_sampling_params (and the logit_bias array it points at) from guest memory and validates them.
+// n_vocab: the sequence's model, for the logit_bias token range check.
+std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, int32_t n_vocab, const char* what) {
     if (len != static_cast<int32_t>(sizeof(realm_sampling_params))) {
         c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": params_len must be " +
                                              std::to_string(sizeof(realm_sampling_params)));
@@ -164,13 +166,60 @@ std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, con
     realm_sampling_params g;
     std::memcpy(&g, src, sizeof g);
     const bool finite = std::isfinite(g.temperature) && std::isfinite(g.top_p) && std::isfinite(g.min_p) &&
-                        std::isfinite(g.repeat_penalty);
+                        std::isfinite(g.repeat_penalty) && std::isfinite(g.frequency_penalty) &&
+                        std::isfinite(g.presence_penalty) && std::isfinite(g.typical_p);
     if (!finite || g.top_p <= 0.f || g.top_p > 1.f || g.min_p < 0.f || g.min_p >= 1.f || g.repeat_penalty <= 0.f ||
-        g.repeat_last_n < 0) {
+        g.repeat_last_n < 0 || g.typical_p <= 0.f || g.typical_p > 1.f || g.reserved != 0) {
         c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": sampling parameters out of range");
         return std::nullopt;
     }
-    return SamplingParams{g.temperature, g.top_p, g.min_p, g.top_k, g.repeat_penalty, g.repeat_last_n, g.seed};
+    SamplingParams p;
+    p.temperature = g.temperature;
+    p.top_p = g.top_p;
+    p.min_p = g.min_p;
+    p.top_k = g.top_k;
+    p.repeat_penalty = g.repeat_penalty;
+    p.repeat_last_n = g.repeat_last_n;
+    p.seed = g.seed;
+    p.frequency_penalty = g.frequency_penalty;
+    p.presence_penalty = g.presence_penalty;
+    p.typical_p = g.typical_p;
+    if (g.n_logit_bias > REALM_MAX_LOGIT_BIAS) {
+        c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": n_logit_bias " + std::to_string(g.n_logit_bias) +
+                                             " exceeds " + std::to_string(REALM_MAX_LOGIT_BIAS));
+        return std::nullopt;
+    }
+    if (g.n_logit_bias > 0) {
+        // n <= 1024, so n * 8 cannot overflow; guest_bytes checks address + size against the memory.
+        const uint8_t* b = c.guest_bytes(g.logit_bias, g.n_logit_bias * static_cast<uint32_t>(sizeof(realm_logit_bias)));
+        if (!b) {
+            c.fail(REALM_E_OUT_OF_BOUNDS, std::string(what) + ": logit_bias array outside guest memory");
+            return std::nullopt;
+        }
+        std::vector<realm_logit_bias> entries(g.n_logit_bias);
+        std::memcpy(entries.data(), b, entries.size() * sizeof(realm_logit_bias));
+        for (const auto& e : entries) {
+            if (e.token < 0 || e.token >= n_vocab) {
+                c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": logit_bias token " + std::to_string(e.token) +
+                                                     " out of range [0, " + std::to_string(n_vocab) + ")");
+                return std::nullopt;
+            }
+            const bool ok = std::isfinite(e.bias) || (std::isinf(e.bias) && e.bias < 0.f);
+            if (!ok) {
+                c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": logit_bias for token " +
+                                                     std::to_string(e.token) + " must be finite or -inf");
+                return std::nullopt;
+            }
+            float& sum = p.logit_bias[e.token];
+            sum += e.bias;
+            if (std::isnan(sum) || (std::isinf(sum) && sum > 0.f)) {
+                c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": logit_bias for token " +
+                                                     std::to_string(e.token) + " overflows");
+                return std::nullopt;
+            }
+        }
+    }
+    return p;
 }
 
 std::string sanitize_log(std::string_view s) {
@@ -446,7 +495,7 @@ int32_t sample_checked(Call& c, SequenceSlot& s, const SamplingParams& p, const 
 int32_t h_sample(Call& c) {
     SequenceSlot* s = seq_arg(c, c.i32(0), "sample");
     if (!s) return c.last_code;
-    auto p = params_arg(c, c.u32(1), c.i32(2), "sample");
+    auto p = params_arg(c, c.u32(1), c.i32(2), s->model->info().n_vocab, "sample");
     if (!p) return c.last_code;
     if (int32_t g = c.gate("sample")) return g;
     return sample_checked(c, *s, *p, "sample");
@@ -455,7 +504,7 @@ int32_t h_sample(Call& c) {
 int32_t h_step(Call& c) {
     SequenceSlot* s = seq_arg(c, c.i32(0), "step");
     if (!s) return c.last_code;
-    auto p = params_arg(c, c.u32(1), c.i32(2), "step");
+    auto p = params_arg(c, c.u32(1), c.i32(2), s->model->info().n_vocab, "step");
     if (!p) return c.last_code;
     if (!c.guest_bytes(c.u32(3), sizeof(realm_step_result))) return c.fail(REALM_E_OUT_OF_BOUNDS, "step: result outside guest memory");
     const int32_t cap = c.i32(5);

@@ -37,6 +37,14 @@ CASES = [
       "repeat_penalty": 1.1, "max_tokens": 64, "seed": 1234}),
     ("stories", ["-p", "Once upon a time", "--temp", "0", "-n", "40", "--stop", "Lily"],
      {"prompt": "Once upon a time", "temperature": 0, "max_tokens": 40, "stop": "Lily", "seed": 1}),
+    ("stories", ["-p", "Once upon a time", "--temp", "0", "--frequency-penalty", "0.5", "--presence-penalty", "0.25",
+                 "-n", "64", "--seed", "3"],
+     {"prompt": "Once upon a time", "temperature": 0, "frequency_penalty": 0.5, "presence_penalty": 0.25,
+      "max_tokens": 64, "seed": 3}),
+    ("stories", ["-p", "Once upon a time", "--temp", "0.8", "--typical-p", "0.9", "--frequency-penalty", "0.75",
+                 "--presence-penalty", "-0.5", "--repeat-last-n", "32", "-n", "64", "--seed", "42"],
+     {"prompt": "Once upon a time", "temperature": 0.8, "typical_p": 0.9, "frequency_penalty": 0.75,
+      "presence_penalty": -0.5, "repeat_last_n": 32, "max_tokens": 64, "seed": 42}),
     ("smollm2", ["--chat", "--system", "You are a helpful assistant.", "-p", "What is the capital of France?",
                  "--temp", "0", "-n", "32", "--seed", "7"],
      {"messages": [{"role": "system", "content": "You are a helpful assistant."},
@@ -46,7 +54,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("key, run_args, request_body", CASES, ids=["stories-greedy", "stories-sampled",
-                                                                   "stories-stop", "smollm2-chat"])
+                                                                   "stories-stop", "stories-penalties",
+                                                                   "stories-typical-penalties", "smollm2-chat"])
 @pytest.mark.parametrize("stream", [True, False])
 def test_default_guest_matches_realm_run(realm, default_guest, key, run_args, request_body, stream):
     model = _env_path({"stories": "REALM_STORIES", "smollm2": "REALM_SMOLLM2"}[key])
@@ -66,8 +75,43 @@ def test_default_guest_matches_realm_run(realm, default_guest, key, run_args, re
         assert response["object"] == "chat.completion"
 
 
+def _tokenize(realm, model, text):
+    return json.loads(realm("tokenize", "-m", model, text).stdout)
+
+
+def test_default_guest_logit_bias_bans_the_greedy_token(realm, default_guest):
+    model = _env_path("REALM_STORIES")
+    prompt = "Once upon a time"
+    base = {"prompt": prompt, "temperature": 0, "max_tokens": 48, "seed": 1}
+    proc, response, _ = guest_run(realm, default_guest, model, base)
+    assert proc.returncode == 0, proc.stderr
+    greedy = response["choices"][0]["text"]
+    assert greedy == realm("run", "-m", model, "-p", prompt, "--temp", "0", "-n", "48").stdout
+    # The first greedy token: what the prompt + greedy text tokenizes to right after the prompt's tokens.
+    prompt_ids = _tokenize(realm, model, prompt)
+    full_ids = _tokenize(realm, model, prompt + greedy)
+    assert full_ids[:len(prompt_ids)] == prompt_ids
+    banned = full_ids[len(prompt_ids)]
+    assert banned in full_ids[len(prompt_ids):]
+
+    proc, response, _ = guest_run(realm, default_guest, model, {**base, "logit_bias": {str(banned): -100}})
+    assert proc.returncode == 0, proc.stderr
+    text = response["choices"][0]["text"]
+    assert text != greedy
+    assert text
+    ids = _tokenize(realm, model, prompt + text)
+    assert banned not in ids[len(prompt_ids):]
+
+    # An empty object changes nothing.
+    proc, response, _ = guest_run(realm, default_guest, model, {**base, "logit_bias": {}})
+    assert response["choices"][0]["text"] == greedy
+
+
 @pytest.mark.parametrize("body", ["{", "[1]", '{"prompt": 7}', '{"prompt": "x", "max_tokens": 0}',
-                                  '{"prompt": "x", "temperature": -1}'])
+                                  '{"prompt": "x", "temperature": -1}', '{"prompt": "x", "typical_p": 0}',
+                                  '{"prompt": "x", "logit_bias": {"5": 101}}',
+                                  '{"prompt": "x", "logit_bias": {"abc": 1}}',
+                                  '{"prompt": "x", "logit_bias": {"999999999": 1}}'])
 def test_default_guest_bad_requests(realm, default_guest, body):
     proc = realm("guest", "run", default_guest, "-m", _env_path("REALM_STORIES"), "--request", body, check=False)
     assert proc.returncode == 1

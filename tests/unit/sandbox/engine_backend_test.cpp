@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -239,6 +241,97 @@ TEST(EngineBackend, SeededSamplingMatchesTheEngineSampler) {
     EXPECT_FALSE((*seq)->sample(bad).ok());
 }
 
+// Generates through the backend's sequence with `p` for as many tokens as the reference has.
+std::vector<int32_t> generate_via(Model& m, std::span<const int32_t> prompt, const SamplingParams& p, size_t n) {
+    std::vector<int32_t> via;
+    auto seq = m.open_sequence();
+    EXPECT_TRUE(seq.ok());
+    if (!seq.ok()) return via;
+    EXPECT_TRUE((*seq)->feed(prompt).ok());
+    for (size_t i = 0; i < n; ++i) {
+        auto t = (*seq)->sample(p);
+        EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message);
+        if (!t.ok()) break;
+        via.push_back(*t);
+        if (m.is_end_of_generation(*t)) break;
+        const int32_t tok = *t;
+        EXPECT_TRUE((*seq)->feed(std::span(&tok, 1)).ok());
+    }
+    return via;
+}
+
+TEST(EngineBackend, PenaltiesTypicalAndLogitBiasMatchTheEngineSampler) {
+    REQUIRE_STORIES(path);
+    EngineBackend be;
+    auto lm = load(path);
+    ASSERT_TRUE(be.add_model("s", lm).ok());
+    auto m = *be.find_model("s");
+    const auto prompt = lm->tokenizer().encode("Once upon a time", true, false);
+
+    // Greedy reference, then the same with frequency/presence penalties: the text changes, and the backend
+    // follows the engine's sampler exactly.
+    SamplingParams g = greedy();
+    g.seed = 1;
+    engine::SamplingParams eg = to_engine_params(g);
+    eg.max_tokens = 60;
+    const Direct plain = generate_direct(*lm, prompt, eg);
+
+    SamplingParams pen = g;
+    pen.frequency_penalty = 0.8f;
+    pen.presence_penalty = 0.6f;
+    engine::SamplingParams epen = to_engine_params(pen);
+    EXPECT_EQ(epen.frequency_penalty, 0.8f);
+    EXPECT_EQ(epen.presence_penalty, 0.6f);
+    epen.max_tokens = 60;
+    const Direct penalised = generate_direct(*lm, prompt, epen);
+    EXPECT_NE(penalised.tokens, plain.tokens) << "the penalties should change greedy output";
+    EXPECT_EQ(generate_via(*m, prompt, pen, penalised.tokens.size()), penalised.tokens);
+
+    // Banning the first greedy token (-inf): it never appears, and the rest follows the engine.
+    SamplingParams ban = g;
+    const int32_t banned = plain.tokens.front();
+    ban.logit_bias[banned] = -std::numeric_limits<float>::infinity();
+    const int32_t boost = *std::find_if(plain.tokens.begin(), plain.tokens.end(), [&](int32_t t) { return t != banned; });
+    ban.logit_bias[boost] = 1.5f;
+    engine::SamplingParams eban = to_engine_params(ban);
+    ASSERT_EQ(eban.logit_bias.size(), 2u);
+    eban.max_tokens = 60;
+    const Direct banned_run = generate_direct(*lm, prompt, eban);
+    EXPECT_NE(banned_run.tokens.front(), banned);
+    EXPECT_EQ(std::count(banned_run.tokens.begin(), banned_run.tokens.end(), banned), 0);
+    const auto via_ban = generate_via(*m, prompt, ban, banned_run.tokens.size());
+    EXPECT_EQ(via_ban, banned_run.tokens);
+
+    // Seeded sampling with typical-p, penalties and a bias.
+    SamplingParams all;
+    all.temperature = 0.9f;
+    all.top_k = 0;
+    all.top_p = 1.f;
+    all.min_p = 0.f;
+    all.typical_p = 0.9f;
+    all.frequency_penalty = 0.3f;
+    all.presence_penalty = -0.2f;
+    all.logit_bias[banned] = -std::numeric_limits<float>::infinity();
+    all.seed = 77;
+    engine::SamplingParams eall = to_engine_params(all);
+    EXPECT_EQ(eall.typical_p, 0.9f);
+    eall.max_tokens = 60;
+    const Direct d = generate_direct(*lm, prompt, eall);
+    EXPECT_EQ(generate_via(*m, prompt, all, d.tokens.size()), d.tokens);
+    EXPECT_EQ(std::count(d.tokens.begin(), d.tokens.end(), banned), 0);
+
+    // Changing only the bias mid-sequence makes a new sampler (parameters compared in full).
+    auto seq = m->open_sequence();
+    ASSERT_TRUE(seq.ok());
+    ASSERT_TRUE((*seq)->feed(prompt).ok());
+    auto t0 = (*seq)->sample(g);
+    ASSERT_TRUE(t0.ok());
+    EXPECT_EQ(*t0, banned);
+    auto t1 = (*seq)->sample(ban);
+    ASSERT_TRUE(t1.ok());
+    EXPECT_NE(*t1, banned);
+}
+
 // ---- the default guest, through the sandbox ------------------------------------------------------------
 
 namespace {
@@ -322,12 +415,51 @@ TEST(DefaultGuest, CompletionMatchesTheEngineAndStreams) {
     EXPECT_EQ(g.streamed, "");
 }
 
+TEST(DefaultGuest, PenaltiesTypicalAndLogitBiasMatchTheEngine) {
+    REQUIRE_STORIES(path);
+    auto be = std::make_shared<EngineBackend>();
+    auto lm = load(path);
+    ASSERT_TRUE(be->add_model("stories", lm).ok());
+    be->allow("t", {"stories"});
+    const auto prompt = lm->tokenizer().encode("Once upon a time", true, false);
+
+    engine::SamplingParams ep;
+    ep.temperature = 0;
+    ep.max_tokens = 40;
+    ep.seed = 3;
+    const Direct plain = generate_direct(*lm, prompt, ep);
+    const int32_t banned = plain.tokens.front();
+
+    ep.temperature = 0.7f;
+    ep.frequency_penalty = 0.5f;
+    ep.presence_penalty = 0.25f;
+    ep.typical_p = 0.95f;
+    ep.logit_bias[banned] = -std::numeric_limits<float>::infinity();  // -100 in the request
+    const int32_t boost = *std::find_if(plain.tokens.begin(), plain.tokens.end(), [&](int32_t t) { return t != banned; });
+    ep.logit_bias[boost] = 2.5f;
+    const Direct d = generate_direct(*lm, prompt, ep);
+    EXPECT_EQ(std::count(d.tokens.begin(), d.tokens.end(), banned), 0);
+
+    nlohmann::json body = {{"model", "stories"}, {"prompt", "Once upon a time"}, {"temperature", 0.7},
+                           {"max_tokens", 40}, {"seed", 3}, {"frequency_penalty", 0.5}, {"presence_penalty", 0.25},
+                           {"typical_p", 0.95},
+                           {"logit_bias", {{std::to_string(banned), -100}, {std::to_string(boost), 2.5}}}};
+    auto g = run_default_guest(be, body.dump());
+    ASSERT_TRUE(g.out.ok()) << g.out.message;
+    ASSERT_FALSE(g.response.contains("error")) << g.out.response;
+    EXPECT_EQ(g.response["choices"][0]["text"], d.text);
+    EXPECT_EQ(g.response["usage"]["completion_tokens"], d.tokens.size());
+}
+
 TEST(DefaultGuest, BadRequestsGetErrorResponsesNotTraps) {
     REQUIRE_STORIES(path);
     auto be = std::make_shared<EngineBackend>();
     ASSERT_TRUE(be->add_model("stories", path, EngineModelOptions{2, 0, ""}).ok());
     be->allow("t", {"stories"});
     const std::string deep = std::string(10000, '[') + std::string(10000, ']');
+    std::string too_many_bias = "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{";
+    for (int i = 0; i < 1025; ++i) too_many_bias += (i ? ",\"" : "\"") + std::to_string(i) + "\":1";
+    too_many_bias += "}}";
     const std::vector<std::string> bodies = {
         "",
         "{",
@@ -348,8 +480,16 @@ TEST(DefaultGuest, BadRequestsGetErrorResponsesNotTraps) {
         "{\"model\":\"stories\",\"prompt\":\"x\",\"seed\":-1}",
         "{\"model\":\"stories\",\"prompt\":\"x\",\"stop\":[1]}",
         "{\"model\":\"stories\",\"prompt\":\"x\",\"stop\":\"\"}",
-        "{\"model\":\"stories\",\"prompt\":\"x\",\"frequency_penalty\":0.5}",
-        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"5\":-100}}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"frequency_penalty\":1e999}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"typical_p\":0}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"typical_p\":1.5}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":[5]}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"5\":-101}}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"5\":\"ban\"}}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"hello\":1}}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"-5\":1}}",
+        "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{\"99999999\":1}}",
+        too_many_bias,
         "{\"model\":\"stories\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",  // no chat template
         "{\"model\":\"stories\",\"messages\":[{\"role\":\"user\"}]}",
         "{\"model\":\"stories\",\"prompt\":\"x\",\"stream\":1}",

@@ -42,7 +42,10 @@ public:
     }
     Result<int32_t> sample(const SamplingParams& p) override {
         if (tokens_.empty()) return make_error("nothing to sample from");
-        const auto best = static_cast<int32_t>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+        // logit_bias is applied (so tests can see it reach the backend); the penalties are ignored.
+        std::vector<float> l = logits_;
+        for (const auto& [tok, bias] : p.logit_bias) l[static_cast<size_t>(tok)] += bias;
+        const auto best = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
         if (p.temperature <= 0.f) return best;
         // "Random" among the top three, fully determined by the seed and the length.
         const uint64_t r = (p.seed * 6364136223846793005ull + tokens_.size() * 1442695040888963407ull) >> 33;

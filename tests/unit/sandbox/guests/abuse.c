@@ -128,6 +128,64 @@ REALM_EXPORT(realm_handle_request) int32_t realm_handle_request(const char* req,
     p.top_p = 2.0f;
     CHECK("sample_params_range", realm_sample(s, &p, sizeof p));
     p = realm_sampling_default();
+    CHECK("sample_params_len_v0", realm_sample(s, &p, 32)); /* the old 32-byte layout */
+    p.typical_p = 0.0f;
+    CHECK("sample_typical_range", realm_sample(s, &p, sizeof p));
+    p = realm_sampling_default();
+    p.frequency_penalty = INFINITY;
+    CHECK("sample_freq_inf", realm_sample(s, &p, sizeof p));
+    p = realm_sampling_default();
+    p.presence_penalty = NAN;
+    CHECK("sample_presence_nan", realm_sample(s, &p, sizeof p));
+    p = realm_sampling_default();
+    p.reserved = 1;
+    CHECK("sample_reserved", realm_sample(s, &p, sizeof p));
+    p = realm_sampling_default();
+    {
+        static realm_logit_bias bias[4];
+        p.temperature = 0.0f;
+        CHECK("sample_greedy", realm_sample(s, &p, sizeof p));
+        bias[0].token = 100; /* the greedy token after "hi!" in the test backend ('a' + 3) */
+        bias[0].bias = -INFINITY;
+        p.n_logit_bias = 1;
+        p.logit_bias = (uint32_t)(uintptr_t)bias;
+        CHECK("sample_bias_ban", realm_sample(s, &p, sizeof p));
+        bias[1].token = 7; /* entries for one token add up: 7 gets +5 +6 and wins */
+        bias[1].bias = 5.0f;
+        bias[2].token = 7;
+        bias[2].bias = 6.0f;
+        p.n_logit_bias = 3;
+        CHECK("sample_bias_sum", realm_sample(s, &p, sizeof p));
+        p.n_logit_bias = 0;
+        p.logit_bias = 0xffffff00u; /* ignored when n == 0 */
+        CHECK("sample_bias_none_oob_ptr", realm_sample(s, &p, sizeof p));
+        p.n_logit_bias = 1;
+        CHECK("sample_bias_oob", realm_sample(s, &p, sizeof p));
+        p.logit_bias = (uint32_t)(uintptr_t)end; /* 4 bytes left: one 8-byte entry does not fit */
+        CHECK("sample_bias_end", realm_sample(s, &p, sizeof p));
+        p.logit_bias = (uint32_t)(uintptr_t)bias;
+        p.n_logit_bias = REALM_MAX_LOGIT_BIAS + 1;
+        CHECK("sample_bias_too_many", realm_sample(s, &p, sizeof p));
+        p.n_logit_bias = 0xffffffffu;
+        CHECK("sample_bias_huge_n", realm_sample(s, &p, sizeof p));
+        p.n_logit_bias = 1;
+        bias[0].bias = NAN;
+        CHECK("sample_bias_nan", realm_sample(s, &p, sizeof p));
+        bias[0].bias = INFINITY;
+        CHECK("sample_bias_pos_inf", realm_sample(s, &p, sizeof p));
+        bias[0].bias = 1.0f;
+        bias[0].token = 258; /* n_vocab */
+        CHECK("sample_bias_token_range", realm_sample(s, &p, sizeof p));
+        bias[0].token = -1;
+        CHECK("step_bias_token_neg", realm_step(s, &p, sizeof p, &res, buf, sizeof buf));
+        bias[0].token = 7;
+        bias[0].bias = 3e38f;
+        bias[1].token = 7;
+        bias[1].bias = 3e38f;
+        p.n_logit_bias = 2;
+        CHECK("sample_bias_overflow", realm_sample(s, &p, sizeof p));
+    }
+    p = realm_sampling_default();
     CHECK("step_result_oob", realm_step(s, &p, sizeof p, OOB, buf, sizeof buf));
     CHECK("step_text_oob", realm_step(s, &p, sizeof p, &res, OOB, 100));
     CHECK("step_text_end", realm_step(s, &p, sizeof p, &res, end, 100));
