@@ -763,7 +763,7 @@ static int32_t handle(const char* req, size_t len) {
     sp.typical_p = clampf(r.typical_p);
     sp.n_logit_bias = r.n_bias;
     sp.logit_bias = (uint32_t)(uintptr_t)r.bias;
-    sp.reserved = 0;
+    sp.step_flags = 0;
 
     g.r = &r;
     g.stream = r.stream;
@@ -775,6 +775,8 @@ static int32_t handle(const char* req, size_t len) {
     const char* finish = "stop";
     for (;;) {
         realm_step_result res;
+        /* The last token max_tokens allows is not fed: nothing will read the logits after it. */
+        sp.step_flags = r.has_max_tokens && n_gen + 1 >= (long long)r.max_tokens ? REALM_STEP_NO_FEED : 0;
         int32_t tok = realm_step(seq, &sp, (int32_t)sizeof sp, &res, piece, piece_cap);
         if (tok < 0) {
             if (tok == REALM_E_CANCELLED) { g.cancelled = 1; break; }

@@ -49,6 +49,8 @@
 #define REALM_TOKENIZE_PARSE_SPECIAL 2u /* recognise special-token text such as <|im_start|>           */
 #define REALM_DETOKENIZE_RENDER_SPECIAL 1u /* render special tokens as their text instead of dropping them */
 #define REALM_TEMPLATE_ADD_GENERATION_PROMPT 1u
+#define REALM_STEP_NO_FEED 1u /* realm_sampling_params.step_flags: step samples but does not feed the token
+                                (the last token a request will take needs no forward pass)        */
 #define REALM_STEP_END_OF_GENERATION 1u /* realm_step_result.flags: the sampled token ends generation  */
 
 /* ---- Structs passed by pointer (little-endian, natural alignment, sizes fixed by the ABI) ------------ */
@@ -74,7 +76,7 @@ typedef struct realm_sampling_params {
     uint32_t n_logit_bias;/* offset 44: entries at logit_bias, <= REALM_MAX_LOGIT_BIAS */
     uint32_t logit_bias;  /* offset 48: guest address of realm_logit_bias[n_logit_bias]
                              (a wasm32 pointer; ignored when n_logit_bias == 0)      */
-    uint32_t reserved;    /* offset 52: must be 0                                    */
+    uint32_t step_flags;  /* offset 52: 0 or REALM_STEP_NO_FEED (step only); other bits must be 0 */
 } realm_sampling_params; /* 56 bytes; params_len must be sizeof(realm_sampling_params) */
 
 typedef struct realm_top_logit {
@@ -96,7 +98,7 @@ static_assert(offsetof(realm_sampling_params, frequency_penalty) == 32, "ABI: re
 static_assert(offsetof(realm_sampling_params, typical_p) == 40, "ABI: realm_sampling_params layout");
 static_assert(offsetof(realm_sampling_params, n_logit_bias) == 44, "ABI: realm_sampling_params layout");
 static_assert(offsetof(realm_sampling_params, logit_bias) == 48, "ABI: realm_sampling_params layout");
-static_assert(offsetof(realm_sampling_params, reserved) == 52, "ABI: realm_sampling_params layout");
+static_assert(offsetof(realm_sampling_params, step_flags) == 52, "ABI: realm_sampling_params layout");
 static_assert(sizeof(realm_logit_bias) == 8, "ABI: realm_logit_bias is 8 bytes");
 static_assert(sizeof(realm_top_logit) == 8, "ABI: realm_top_logit is 8 bytes");
 static_assert(sizeof(realm_step_result) == 16, "ABI: realm_step_result is 16 bytes");
@@ -107,7 +109,7 @@ _Static_assert(offsetof(realm_sampling_params, frequency_penalty) == 32, "ABI: r
 _Static_assert(offsetof(realm_sampling_params, typical_p) == 40, "ABI: realm_sampling_params layout");
 _Static_assert(offsetof(realm_sampling_params, n_logit_bias) == 44, "ABI: realm_sampling_params layout");
 _Static_assert(offsetof(realm_sampling_params, logit_bias) == 48, "ABI: realm_sampling_params layout");
-_Static_assert(offsetof(realm_sampling_params, reserved) == 52, "ABI: realm_sampling_params layout");
+_Static_assert(offsetof(realm_sampling_params, step_flags) == 52, "ABI: realm_sampling_params layout");
 _Static_assert(sizeof(realm_logit_bias) == 8, "ABI: realm_logit_bias is 8 bytes");
 _Static_assert(sizeof(realm_top_logit) == 8, "ABI: realm_top_logit is 8 bytes");
 _Static_assert(sizeof(realm_step_result) == 16, "ABI: realm_step_result is 16 bytes");
@@ -198,7 +200,7 @@ static inline realm_sampling_params realm_sampling_default(void) {
     p.typical_p = 1.0f;
     p.n_logit_bias = 0;
     p.logit_bias = 0;
-    p.reserved = 0;
+    p.step_flags = 0;
     return p;
 }
 

@@ -152,7 +152,8 @@ std::optional<std::vector<int32_t>> tokens_arg(Call& c, uint32_t ptr, int32_t n,
 
 // Reads realm_sampling_params (and the logit_bias array it points at) from guest memory and validates them.
 // n_vocab: the sequence's model, for the logit_bias token range check.
-std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, int32_t n_vocab, const char* what) {
+std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, int32_t n_vocab, const char* what,
+                                        uint32_t* step_flags = nullptr) {
     if (len != static_cast<int32_t>(sizeof(realm_sampling_params))) {
         c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": params_len must be " +
                                              std::to_string(sizeof(realm_sampling_params)));
@@ -169,10 +170,11 @@ std::optional<SamplingParams> params_arg(Call& c, uint32_t ptr, int32_t len, int
                         std::isfinite(g.repeat_penalty) && std::isfinite(g.frequency_penalty) &&
                         std::isfinite(g.presence_penalty) && std::isfinite(g.typical_p);
     if (!finite || g.top_p <= 0.f || g.top_p > 1.f || g.min_p < 0.f || g.min_p >= 1.f || g.repeat_penalty <= 0.f ||
-        g.repeat_last_n < 0 || g.typical_p <= 0.f || g.typical_p > 1.f || g.reserved != 0) {
+        g.repeat_last_n < 0 || g.typical_p <= 0.f || g.typical_p > 1.f || (g.step_flags & ~REALM_STEP_NO_FEED) != 0) {
         c.fail(REALM_E_INVALID_ARGUMENT, std::string(what) + ": sampling parameters out of range");
         return std::nullopt;
     }
+    if (step_flags) *step_flags = g.step_flags;
     SamplingParams p;
     p.temperature = g.temperature;
     p.top_p = g.top_p;
@@ -504,7 +506,8 @@ int32_t h_sample(Call& c) {
 int32_t h_step(Call& c) {
     SequenceSlot* s = seq_arg(c, c.i32(0), "step");
     if (!s) return c.last_code;
-    auto p = params_arg(c, c.u32(1), c.i32(2), s->model->info().n_vocab, "step");
+    uint32_t flags = 0;
+    auto p = params_arg(c, c.u32(1), c.i32(2), s->model->info().n_vocab, "step", &flags);
     if (!p) return c.last_code;
     if (!c.guest_bytes(c.u32(3), sizeof(realm_step_result))) return c.fail(REALM_E_OUT_OF_BOUNDS, "step: result outside guest memory");
     const int32_t cap = c.i32(5);
@@ -517,7 +520,7 @@ int32_t h_step(Call& c) {
     auto piece = s->model->token_piece(tok);
     if (!piece) return c.fail(REALM_E_BACKEND, "step: " + piece.error().message);
     const bool eog = s->model->is_end_of_generation(tok);
-    if (!eog) {
+    if (!eog && (flags & REALM_STEP_NO_FEED) == 0) {
         if (auto st = s->seq->feed(one); !st) return c.fail(REALM_E_BACKEND, "step: " + st.error().message);
     }
     const size_t text_len = std::min<size_t>(piece->size(), static_cast<size_t>(std::numeric_limits<int32_t>::max()));

@@ -289,7 +289,7 @@ static int32_t handle(const char* req, size_t len) {
     sp.typical_p = (float)r.typical_p;
     sp.n_logit_bias = 0;
     sp.logit_bias = (uint32_t)(uintptr_t)bans;
-    sp.reserved = 0;
+    sp.step_flags = 0;
 
     o.stream = r.stream;
     long long n_gen = 0; /* accepted completion tokens, plus the end-of-generation step */

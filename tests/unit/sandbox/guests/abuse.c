@@ -138,7 +138,7 @@ REALM_EXPORT(realm_handle_request) int32_t realm_handle_request(const char* req,
     p.presence_penalty = NAN;
     CHECK("sample_presence_nan", realm_sample(s, &p, sizeof p));
     p = realm_sampling_default();
-    p.reserved = 1;
+    p.step_flags = 0x80000000u;  /* an undefined flag bit */
     CHECK("sample_reserved", realm_sample(s, &p, sizeof p));
     p = realm_sampling_default();
     {
