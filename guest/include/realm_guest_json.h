@@ -1,7 +1,7 @@
 /*
- * realm_guest_json.h — small C helpers shared by the example guests (guest/examples): a growable byte
+ * realm_guest_json.h — small C helpers shared by the guests (guest/default, guest/examples): a growable byte
  * buffer, UTF-8 checks, JSON string output and a strict recursive-descent JSON reader with a depth limit,
- * error responses. Copied from the default guest (guest/default/default.c); header-only, every function is
+ * error responses, used by the default guest and the examples; header-only, every function is
  * `static inline` so a guest pays only for what it uses.
  */
 #ifndef REALM_GUEST_JSON_H
