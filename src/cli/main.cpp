@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/bench.hpp"
 #include "cli/generate.hpp"
 #include "cli/guest_cmd.hpp"
 
@@ -127,7 +128,18 @@ int main(int argc, char** argv) {
     guest_run->add_option("-t,--threads", guest_opts.n_threads, "Threads (default: all cores)");
     guest_run->add_option("--timeout-ms", guest_opts.timeout_ms, "Time budget of the request")->capture_default_str();
 
+    realm::cli::BenchOptions bench_opts;
+    auto* bench = app.add_subcommand("bench", "Prompt-processing (pp) and generation (tg) speed, as llama-bench measures it");
+    bench->add_option("-m,--model", bench_opts.models, "GGUF model file (repeatable)")->required();
+    bench->add_option("-p,--n-prompt", bench_opts.n_prompt, "Prompt sizes for pp tests (repeatable; 0 skips)")->capture_default_str();
+    bench->add_option("-n,--n-gen", bench_opts.n_gen, "Generation lengths for tg tests (repeatable; 0 skips)")->capture_default_str();
+    bench->add_option("-r,--repetitions", bench_opts.repetitions, "Repetitions of each test")->capture_default_str();
+    bench->add_option("-t,--threads", bench_opts.n_threads, "Threads (default: all cores)");
+    bench->add_option("-o,--output", bench_opts.output, "md or json")->check(CLI::IsMember({"md", "json"}))->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
+
+    if (bench->parsed()) return realm::cli::bench(bench_opts);
 
     if (guest_run->parsed()) return realm::cli::guest_run(guest_opts);
 
