@@ -431,11 +431,12 @@ Result<Sequence> Model::new_sequence(uint32_t n_ctx) const {
         s.k_[il].assign(kd * n_ctx, 0);
         s.v_[il].assign(vd * n_ctx, 0);
     }
+    s.kv_bytes_ = size_t{hp_.n_layer} * (kd + vd) * n_ctx * sizeof(uint16_t);
     s.logits_.assign(hp_.n_vocab, 0.0f);
     return s;
 }
 
-void Model::matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens, float* y) const {
+void Model::matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const {
     const kernels::KernelTraits& kt = *w.traits;
     const auto cols = static_cast<size_t>(w.cols);
     const auto rows = static_cast<size_t>(w.rows);
@@ -448,8 +449,8 @@ void Model::matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens
         const kernels::KernelTraits* at = kernels::kernel_traits(kt.vec_dot_type);
         stride = round_up8(static_cast<size_t>(cols / static_cast<size_t>(at->block_size)) * at->type_size);
         const size_t words = stride / 8 * n_tokens;
-        if (s.act_.size() < words) s.act_.resize(words);
-        auto* base = reinterpret_cast<std::byte*>(s.act_.data());
+        if (ws.act.size() < words) ws.act.resize(words);
+        auto* base = reinterpret_cast<std::byte*>(ws.act.data());
         for (size_t t = 0; t < n_tokens; ++t) {
             at->quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
         }
@@ -466,33 +467,35 @@ void Model::matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens
     });
 }
 
-void Model::attention(Sequence& s, uint32_t il, size_t n_tokens) const {
+void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const {
     const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
     const uint32_t n_head = hp_.n_head, group = hp_.n_head / hp_.n_head_kv;
     const size_t kd = size_t{hp_.n_head_kv} * hk;
     const size_t qd = size_t{n_head} * hk;
     const size_t od = size_t{n_head} * hv;
-    const uint32_t n_ctx = s.n_ctx_;
+    uint32_t max_ctx = 0;
+    for (const BatchItem& it : items) max_ctx = std::max(max_ctx, it.seq->n_ctx_);
     const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
     // Gemma 3 scales Q before the product; the others scale the product.
     const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
-    // Per thread: scores (f32, n_ctx); softmax weights (f16, n_ctx) and q (f16, hk).
-    const size_t per_thread16 = size_t{n_ctx} + hk;
-    if (s.thread_buf_.size() < size_t{n_ctx} * pool_->size()) s.thread_buf_.resize(size_t{n_ctx} * pool_->size());
-    if (s.thread_buf16_.size() < per_thread16 * pool_->size()) s.thread_buf16_.resize(per_thread16 * pool_->size());
-    const uint16_t* K = s.k_[il].data();
-    const uint16_t* Vt = s.v_[il].data();
+    // Per thread: scores (f32, max_ctx); softmax weights (f16, max_ctx) and q (f16, hk).
+    const size_t per_thread16 = size_t{max_ctx} + hk;
+    if (ws.thread_buf.size() < size_t{max_ctx} * pool_->size()) ws.thread_buf.resize(size_t{max_ctx} * pool_->size());
+    if (ws.thread_buf16.size() < per_thread16 * pool_->size()) ws.thread_buf16.resize(per_thread16 * pool_->size());
 
     pool_->parallel_for(n_tokens * n_head, 1, [&](size_t begin, size_t end, size_t thread) {
-        float* scores = s.thread_buf_.data() + thread * n_ctx;
-        uint16_t* w16 = s.thread_buf16_.data() + thread * per_thread16;
-        uint16_t* q16 = w16 + n_ctx;
+        float* scores = ws.thread_buf.data() + thread * max_ctx;
+        uint16_t* w16 = ws.thread_buf16.data() + thread * per_thread16;
+        uint16_t* q16 = w16 + max_ctx;
         for (size_t task = begin; task < end; ++task) {
             const size_t t = task / n_head;
             const uint32_t h = static_cast<uint32_t>(task % n_head);
             const uint32_t g = h / group;
-            const uint32_t pos = s.n_past_ + static_cast<uint32_t>(t);
-            const float* q = s.q_.data() + t * qd + size_t{h} * hk;
+            const Sequence& s = *items[ws.tok_item[t]].seq;
+            const uint16_t* K = s.k_[il].data();
+            const uint16_t* Vt = s.v_[il].data();
+            const uint32_t pos = ws.tok_pos[t];
+            const float* q = ws.q.data() + t * qd + size_t{h} * hk;
             for (uint32_t i = 0; i < hk; ++i) q16[i] = fp32_to_fp16(q[i]);
             const uint32_t n_kv = pos + 1;
             // Keys before j0 are outside the sliding window: their softmax weight is exactly 0.
@@ -520,9 +523,9 @@ void Model::attention(Sequence& s, uint32_t il, size_t n_tokens) const {
             }
             const auto inv = static_cast<float>(1.0 / sum);
             for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
-            float* out = s.attn_.data() + t * od + size_t{h} * hv;
+            float* out = ws.attn.data() + t * od + size_t{h} * hv;
             for (uint32_t d = 0; d < hv; ++d) {
-                const uint16_t* vrow = Vt + (size_t{g} * hv + d) * n_ctx;
+                const uint16_t* vrow = Vt + (size_t{g} * hv + d) * s.n_ctx_;
                 out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
             }
         }
@@ -530,43 +533,73 @@ void Model::attention(Sequence& s, uint32_t il, size_t n_tokens) const {
 }
 
 Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32_t> tokens) const {
-    if (s.model_ != this) return make_error("forward: the sequence belongs to another model");
-    if (tokens.empty()) return make_error("forward: no tokens");
-    if (tokens.size() > s.n_ctx_ - s.n_past_) {
-        return make_error("forward: " + std::to_string(tokens.size()) + " tokens do not fit the context (" +
-                          std::to_string(s.n_past_) + " of " + std::to_string(s.n_ctx_) + " used)");
-    }
-    for (int32_t id : tokens) {
-        if (id < 0 || static_cast<uint32_t>(id) >= hp_.n_vocab) {
-            return make_error("forward: token id " + std::to_string(id) + " out of range (vocabulary of " +
-                              std::to_string(hp_.n_vocab) + ")");
+    const BatchItem item{&s, tokens, true};
+    if (auto st = forward_batch(std::span(&item, 1)); !st) return st.error();
+    return std::span<const float>(s.logits_);
+}
+
+Status Model::forward_batch(std::span<const BatchItem> items) const {
+    if (items.empty()) return make_error("forward: empty batch");
+    size_t T = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const BatchItem& it = items[i];
+        if (it.seq == nullptr) return make_error("forward: no sequence");
+        const Sequence& s = *it.seq;
+        if (s.model_ != this) return make_error("forward: the sequence belongs to another model");
+        for (size_t j = 0; j < i; ++j)
+            if (items[j].seq == it.seq) return make_error("forward: a sequence appears twice in one batch");
+        if (it.tokens.empty()) return make_error("forward: no tokens");
+        if (it.tokens.size() > s.n_ctx_ - s.n_past_) {
+            return make_error("forward: " + std::to_string(it.tokens.size()) + " tokens do not fit the context (" +
+                              std::to_string(s.n_past_) + " of " + std::to_string(s.n_ctx_) + " used)");
         }
+        for (int32_t id : it.tokens) {
+            if (id < 0 || static_cast<uint32_t>(id) >= hp_.n_vocab) {
+                return make_error("forward: token id " + std::to_string(id) + " out of range (vocabulary of " +
+                                  std::to_string(hp_.n_vocab) + ")");
+            }
+        }
+        T += it.tokens.size();
     }
-    const size_t T = tokens.size();
+    std::lock_guard lock(forward_mu_);
+    Workspace& ws = ws_;
     const size_t E = hp_.n_embd, F = hp_.n_ff;
     const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
     const size_t qd = size_t{hp_.n_head} * hk;
     const size_t kd = size_t{hp_.n_head_kv} * hk;
     const size_t vd = size_t{hp_.n_head_kv} * hv;
     const size_t od = size_t{hp_.n_head} * hv;
-    auto grow = [](std::vector<float>& v, size_t n) {
+    auto grow = [](auto& v, size_t n) {
         if (v.size() < n) v.resize(n);
     };
-    grow(s.x_, T * E);
-    grow(s.xn_, T * E);
-    grow(s.q_, T * qd);
-    grow(s.k_cur_, T * kd);
-    grow(s.v_cur_, T * vd);
-    grow(s.attn_, T * od);
-    grow(s.tmp_, T * E);
-    grow(s.gate_, T * F);
-    grow(s.up_, T * F);
+    grow(ws.x, T * E);
+    grow(ws.xn, T * E);
+    grow(ws.q, T * qd);
+    grow(ws.k_cur, T * kd);
+    grow(ws.v_cur, T * vd);
+    grow(ws.attn, T * od);
+    grow(ws.tmp, T * E);
+    grow(ws.gate, T * F);
+    grow(ws.up, T * F);
+    grow(ws.tok_item, T);
+    grow(ws.tok_pos, T);
+    grow(ws.tok_id, T);
+    {
+        size_t t = 0;
+        for (size_t i = 0; i < items.size(); ++i) {
+            for (size_t j = 0; j < items[i].tokens.size(); ++j, ++t) {
+                ws.tok_item[t] = static_cast<uint32_t>(i);
+                ws.tok_pos[t] = items[i].seq->n_past_ + static_cast<uint32_t>(j);
+                ws.tok_id[t] = items[i].tokens[j];
+            }
+        }
+    }
 
-    float* x = s.x_.data();
-    float* xn = s.xn_.data();
+    float* x = ws.x.data();
+    float* xn = ws.xn.data();
     // Embeddings.
     for (size_t t = 0; t < T; ++t) {
-        const std::byte* row = tok_embd_.data + static_cast<size_t>(tokens[t]) * tok_embd_.row_bytes;
+        const std::byte* row = tok_embd_.data + static_cast<size_t>(ws.tok_id[t]) * tok_embd_.row_bytes;
         tok_embd_.traits->dequantize(row, x + t * E, static_cast<int64_t>(E));
         if (hp_.embd_scale != 1.0f) {
             for (size_t i = 0; i < E; ++i) x[t * E + i] *= hp_.embd_scale;
@@ -577,25 +610,26 @@ Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32
     for (uint32_t il = 0; il < hp_.n_layer; ++il) {
         const Layer& L = layers_[il];
         for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.attn_norm.data(), xn + t * E, E, hp_.rms_eps);
-        matmul(s, L.wq, xn, T, s.q_.data());
-        matmul(s, L.wk, xn, T, s.k_cur_.data());
-        matmul(s, L.wv, xn, T, s.v_cur_.data());
+        matmul(ws, L.wq, xn, T, ws.q.data());
+        matmul(ws, L.wk, xn, T, ws.k_cur.data());
+        matmul(ws, L.wv, xn, T, ws.v_cur.data());
         auto add_bias = [T](float* y, const std::vector<float>& b) {
             if (b.empty()) return;
             for (size_t t = 0; t < T; ++t)
                 for (size_t i = 0; i < b.size(); ++i) y[t * b.size() + i] += b[i];
         };
-        add_bias(s.q_.data(), L.bq);
-        add_bias(s.k_cur_.data(), L.bk);
-        add_bias(s.v_cur_.data(), L.bv);
+        add_bias(ws.q.data(), L.bq);
+        add_bias(ws.k_cur.data(), L.bk);
+        add_bias(ws.v_cur.data(), L.bv);
 
         const bool swa = hp_.swa_layers[il];
         const float base = swa ? hp_.rope_freq_base_swa : hp_.rope_freq_base;
         const float scale = swa ? hp_.rope_freq_scale_swa : hp_.rope_freq_scale;
         for (size_t t = 0; t < T; ++t) {
-            const auto pos = static_cast<int32_t>(s.n_past_ + t);
+            Sequence& s = *items[ws.tok_item[t]].seq;
+            const auto pos = static_cast<int32_t>(ws.tok_pos[t]);
             for (uint32_t h = 0; h < hp_.n_head; ++h) {
-                float* q = s.q_.data() + t * qd + size_t{h} * hk;
+                float* q = ws.q.data() + t * qd + size_t{h} * hk;
                 if (!L.attn_q_norm.empty()) rms_norm(q, L.attn_q_norm.data(), q, hk, hp_.rms_eps);
                 rope(q, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
                 if (hp_.arch == Arch::Gemma3) {
@@ -603,21 +637,21 @@ Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32
                 }
             }
             for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
-                float* k = s.k_cur_.data() + t * kd + size_t{h} * hk;
+                float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
                 if (!L.attn_k_norm.empty()) rms_norm(k, L.attn_k_norm.data(), k, hk, hp_.rms_eps);
                 rope(k, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
             }
             // Store K and V (transposed) in the cache.
             uint16_t* kc = s.k_[il].data() + static_cast<size_t>(pos) * kd;
-            for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(s.k_cur_[t * kd + i]);
+            for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(ws.k_cur[t * kd + i]);
             uint16_t* vc = s.v_[il].data();
             for (size_t i = 0; i < vd; ++i) {
-                vc[i * s.n_ctx_ + static_cast<size_t>(pos)] = fp32_to_fp16(s.v_cur_[t * vd + i]);
+                vc[i * s.n_ctx_ + static_cast<size_t>(pos)] = fp32_to_fp16(ws.v_cur[t * vd + i]);
             }
         }
-        attention(s, il, T);
-        float* tmp = s.tmp_.data();
-        matmul(s, L.wo, s.attn_.data(), T, tmp);
+        attention(ws, items, il, T);
+        float* tmp = ws.tmp.data();
+        matmul(ws, L.wo, ws.attn.data(), T, tmp);
         add_bias(tmp, L.bo);
         for (size_t t = 0; t < T; ++t) {
             if (!L.attn_post_norm.empty()) rms_norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
@@ -625,30 +659,51 @@ Result<std::span<const float>> Model::forward(Sequence& s, std::span<const int32
         }
         // Feed-forward.
         for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.ffn_norm.data(), xn + t * E, E, hp_.rms_eps);
-        float* gate = s.gate_.data();
-        float* up = s.up_.data();
-        matmul(s, L.ffn_gate, xn, T, gate);
-        matmul(s, L.ffn_up, xn, T, up);
+        float* gate = ws.gate.data();
+        float* up = ws.up.data();
+        matmul(ws, L.ffn_gate, xn, T, gate);
+        matmul(ws, L.ffn_up, xn, T, up);
         if (hp_.arch == Arch::Gemma3) {
             for (size_t i = 0; i < T * F; ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
         } else {
             for (size_t t = 0; t < T; ++t) swiglu_row(gate + t * F, up + t * F, F);
         }
-        matmul(s, L.ffn_down, gate, T, tmp);
+        matmul(ws, L.ffn_down, gate, T, tmp);
         for (size_t t = 0; t < T; ++t) {
             if (!L.ffn_post_norm.empty()) rms_norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
             for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
         }
     }
-    // Output head, last position only.
-    rms_norm(x + (T - 1) * E, output_norm_.data(), xn, E, hp_.rms_eps);
-    matmul(s, output_, xn, 1, s.logits_.data());
-    if (hp_.final_logit_softcap > 0.0f) {
-        const float c = hp_.final_logit_softcap;
-        for (float& l : s.logits_) l = std::tanh(l * (1.0f / c)) * c;
+    // Output head: the last position of each item that wants logits.
+    size_t n_out = 0;
+    {
+        size_t t_end = 0;
+        for (const BatchItem& it : items) {
+            t_end += it.tokens.size();
+            if (it.logits) {
+                rms_norm(x + (t_end - 1) * E, output_norm_.data(), xn + n_out * E, E, hp_.rms_eps);
+                ++n_out;
+            }
+        }
     }
-    s.n_past_ += static_cast<uint32_t>(T);
-    return std::span<const float>(s.logits_);
+    if (n_out > 0) {
+        const size_t V = hp_.n_vocab;
+        grow(ws.logits, n_out * V);
+        matmul(ws, output_, xn, n_out, ws.logits.data());
+        size_t o = 0;
+        for (const BatchItem& it : items) {
+            if (!it.logits) continue;
+            float* dst = it.seq->logits_.data();
+            std::memcpy(dst, ws.logits.data() + o * V, V * sizeof(float));
+            if (hp_.final_logit_softcap > 0.0f) {
+                const float c = hp_.final_logit_softcap;
+                for (size_t i = 0; i < V; ++i) dst[i] = std::tanh(dst[i] * (1.0f / c)) * c;
+            }
+            ++o;
+        }
+    }
+    for (const BatchItem& it : items) it.seq->n_past_ += static_cast<uint32_t>(it.tokens.size());
+    return {};
 }
 
 }  // namespace realm::model

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -94,8 +95,9 @@ class Model;
 
 // One sequence's state: its KV cache (F16, [layer][position][kv_head * head_dim] for K and
 // V transposed per layer, as llama.cpp stores it without flash attention), its position and
-// its scratch buffers. Created by Model::new_sequence; usable only with that model, which must
-// outlive it. Memory: 2 * n_layer * n_ctx * n_head_kv * head_dim * 2 bytes.
+// its last logits. Created by Model::new_sequence; usable only with that model, which must
+// outlive it. Memory: 2 * n_layer * n_ctx * n_head_kv * head_dim * 2 bytes (kv_bytes()),
+// freed with the sequence.
 class Sequence {
 public:
     Sequence(Sequence&&) noexcept = default;
@@ -105,6 +107,9 @@ public:
     uint32_t n_past() const { return n_past_; }  // tokens in the cache = next position
     // Forgets all tokens (the cache memory is kept).
     void clear() { n_past_ = 0; }
+    // Logits after the last token of the last forward pass that asked for them (n_vocab values).
+    std::span<const float> logits() const { return logits_; }
+    size_t kv_bytes() const { return kv_bytes_; }
 
 private:
     friend class Model;
@@ -113,14 +118,17 @@ private:
     const Model* model_ = nullptr;
     uint32_t n_ctx_ = 0;
     uint32_t n_past_ = 0;
+    size_t kv_bytes_ = 0;
     std::vector<std::vector<uint16_t>> k_;  // per layer: [n_ctx][n_head_kv * head_dim_k]
     std::vector<std::vector<uint16_t>> v_;  // per layer: [n_head_kv * head_dim_v][n_ctx]
     std::vector<float> logits_;
-    // Scratch, sized for the largest batch seen so far.
-    std::vector<float> x_, xn_, q_, k_cur_, v_cur_, attn_, tmp_, gate_, up_;
-    std::vector<uint64_t> act_;       // quantized activations (8-byte aligned)
-    std::vector<float> thread_buf_;       // per-thread attention scores
-    std::vector<uint16_t> thread_buf16_;  // per-thread f16 softmax weights and q
+};
+
+// One sequence's share of a batched forward pass.
+struct BatchItem {
+    Sequence* seq = nullptr;
+    std::span<const int32_t> tokens;  // appended at positions n_past .. n_past + size - 1
+    bool logits = true;               // compute the logits after the last token
 };
 
 struct LoadOptions {
@@ -152,6 +160,13 @@ public:
     // Sequence and stays valid until its next forward call. On error the sequence is unchanged.
     Result<std::span<const float>> forward(Sequence& seq, std::span<const int32_t> tokens) const;
 
+    // One forward pass over several sequences at once (continuous batching): the weights are read
+    // once for all their tokens. Every sequence's results are bit for bit what forward() gives it
+    // alone, whatever else is in the batch. All items are checked first (distinct sequences of
+    // this model, non-empty, in range, fitting their context); on error nothing changes.
+    // Forward passes of one model are serialised (they share the thread pool and the scratch).
+    Status forward_batch(std::span<const BatchItem> items) const;
+
 private:
     Model() = default;
     static Result<std::unique_ptr<Model>> load_impl(std::unique_ptr<gguf::File> owned, const gguf::File& file,
@@ -159,8 +174,19 @@ private:
     Status load_hparams();
     Status load_tensors();
 
-    void matmul(Sequence& s, const Weight& w, const float* x, size_t n_tokens, float* y) const;
-    void attention(Sequence& s, uint32_t il, size_t n_tokens) const;
+    // Scratch of one forward pass, sized for the largest batch seen so far.
+    struct Workspace {
+        std::vector<float> x, xn, q, k_cur, v_cur, attn, tmp, gate, up, logits;
+        std::vector<uint64_t> act;            // quantized activations (8-byte aligned)
+        std::vector<float> thread_buf;        // per-thread attention scores
+        std::vector<uint16_t> thread_buf16;   // per-thread f16 softmax weights and q
+        // Per token of the batch: its sequence (index into the items) and position.
+        std::vector<uint32_t> tok_item, tok_pos;
+        std::vector<int32_t> tok_id;
+    };
+
+    void matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const;
+    void attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const;
 
     std::unique_ptr<gguf::File> owned_file_;
     const gguf::File* file_ = nullptr;
@@ -171,6 +197,8 @@ private:
     std::vector<float> rope_freqs_;  // llama: optional per-dimension-pair frequency divisors
     std::vector<Layer> layers_;
     std::unique_ptr<kernels::ThreadPool> pool_;
+    mutable std::mutex forward_mu_;  // one forward pass at a time
+    mutable Workspace ws_;
 };
 
 // Index of the largest value (the first one on ties); -1 for an empty span.

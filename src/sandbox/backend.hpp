@@ -4,6 +4,7 @@
 // turns it into a host error for that request only.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -73,7 +74,9 @@ public:
         return detokenize(std::span<const int32_t>(one, 1), false);
     }
     virtual bool is_end_of_generation(int32_t token) const = 0;
-    virtual Result<std::unique_ptr<Sequence>> open_sequence() = 0;
+    // `cancelled` (may be null) is the request's cancellation flag: a feed in progress stops at the
+    // next engine step once it is set.
+    virtual Result<std::unique_ptr<Sequence>> open_sequence(std::shared_ptr<const std::atomic<bool>> cancelled) = 0;
 };
 
 class Backend {

@@ -1,6 +1,7 @@
 #include "sandbox/engine_backend.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -29,16 +30,29 @@ namespace {
 
 bool same_params(const SamplingParams& a, const SamplingParams& b) { return a == b; }
 
-// What the models and their sequences share: the loaded model and a lock for its forward passes.
+// What a model's sequences share: the loaded model, the batcher that runs their forward passes
+// together, and live counts for the metrics.
 struct Shared {
     std::shared_ptr<const engine::LoadedModel> lm;
     uint32_t n_ctx = 0;
-    std::mutex forward_mu;
+    std::unique_ptr<engine::Batcher> batcher;
+    std::atomic<size_t> sequences{0};
+    std::atomic<size_t> kv_bytes{0};
 };
 
 class EngineSequence final : public Sequence {
 public:
-    EngineSequence(std::shared_ptr<Shared> sh, model::Sequence seq) : sh_(std::move(sh)), seq_(std::move(seq)) {}
+    EngineSequence(std::shared_ptr<Shared> sh, model::Sequence seq, std::shared_ptr<const std::atomic<bool>> cancel)
+        : sh_(std::move(sh)), seq_(std::move(seq)), cancel_(std::move(cancel)) {
+        sh_->sequences.fetch_add(1);
+        sh_->kv_bytes.fetch_add(seq_.kv_bytes());
+    }
+    ~EngineSequence() override {
+        sh_->sequences.fetch_sub(1);
+        sh_->kv_bytes.fetch_sub(seq_.kv_bytes());
+    }
+    EngineSequence(const EngineSequence&) = delete;
+    EngineSequence& operator=(const EngineSequence&) = delete;
 
     Status feed(std::span<const int32_t> tokens) override {
         if (tokens.empty()) return {};
@@ -48,16 +62,18 @@ public:
         if (tokens.size() > static_cast<size_t>(seq_.n_ctx() - seq_.n_past()))
             return make_error("context full: " + std::to_string(seq_.n_past()) + " + " + std::to_string(tokens.size()) +
                               " tokens > n_ctx " + std::to_string(seq_.n_ctx()));
-        std::lock_guard<std::mutex> lock(sh_->forward_mu);
-        auto l = sh_->lm->model().forward(seq_, tokens);
-        if (!l) {
-            logits_.reset();
-            return l.error();
-        }
-        logits_ = *l;
-        history_.insert(history_.end(), tokens.begin(), tokens.end());
+        const uint32_t before = seq_.n_past();
+        Status st = sh_->batcher->feed(seq_, tokens, cancel_.get());
+        // A cancelled feed may have appended some chunks: keep the history in step with the cache.
+        const size_t appended = seq_.n_past() - before;
+        history_.insert(history_.end(), tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(appended));
         if (sampler_)
-            for (int32_t t : tokens) sampler_->accept(t);
+            for (size_t i = 0; i < appended; ++i) sampler_->accept(tokens[i]);
+        if (!st) {
+            logits_.reset();
+            return st;
+        }
+        logits_ = seq_.logits();
         return {};
     }
 
@@ -87,6 +103,7 @@ public:
 private:
     std::shared_ptr<Shared> sh_;
     model::Sequence seq_;
+    std::shared_ptr<const std::atomic<bool>> cancel_;
     std::optional<std::span<const float>> logits_;
     std::vector<int32_t> history_;
     std::optional<engine::Sampler> sampler_;
@@ -131,10 +148,16 @@ public:
 
     bool is_end_of_generation(int32_t token) const override { return sh_->lm->tokenizer().is_eog(token); }
 
-    Result<std::unique_ptr<Sequence>> open_sequence() override {
+    Result<std::unique_ptr<Sequence>> open_sequence(std::shared_ptr<const std::atomic<bool>> cancelled) override {
         auto seq = sh_->lm->model().new_sequence(sh_->n_ctx);
         if (!seq) return seq.error();
-        return std::unique_ptr<Sequence>(std::make_unique<EngineSequence>(sh_, std::move(*seq)));
+        return std::unique_ptr<Sequence>(std::make_unique<EngineSequence>(sh_, std::move(*seq), std::move(cancelled)));
+    }
+
+    EngineBackend::ModelStats stats() const {
+        const engine::BatcherStats b = sh_->batcher->stats();
+        return {info_.name, sh_->sequences.load(), sh_->kv_bytes.load(), b.waiting, b.steps, b.tokens, b.batched_steps,
+                b.max_sequences_in_step};
     }
 
 private:
@@ -158,9 +181,12 @@ Status EngineBackend::add_model(const std::string& name, std::shared_ptr<const e
     const uint32_t train = model->model().hparams().n_ctx_train;
     sh->n_ctx = n_ctx != 0 ? n_ctx : std::min<uint32_t>(train != 0 ? train : 4096, 4096);
     sh->lm = std::move(model);
+    sh->batcher = std::make_unique<engine::Batcher>(sh->lm->model(), batching_);
     std::lock_guard<std::mutex> lock(mu_);
     if (models_.count(name)) return make_error("a model named '" + name + "' is already registered");
-    models_.emplace(name, std::make_shared<EngineModel>(name, std::move(sh)));
+    auto m = std::make_shared<EngineModel>(name, std::move(sh));
+    models_.emplace(name, m);
+    engine_models_.push_back(std::move(m));
     return {};
 }
 
@@ -180,6 +206,17 @@ std::vector<std::string> EngineBackend::model_names() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::string> out;
     for (const auto& [k, v] : models_) out.push_back(k);
+    return out;
+}
+
+std::vector<EngineBackend::ModelStats> EngineBackend::stats() const {
+    std::vector<std::shared_ptr<EngineModel>> models;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& m : engine_models_) models.push_back(std::static_pointer_cast<EngineModel>(m));
+    }
+    std::vector<ModelStats> out;
+    for (const auto& m : models) out.push_back(m->stats());
     return out;
 }
 

@@ -10,7 +10,8 @@
 // Sampling: each sequence keeps one engine::Sampler for as long as the guest passes the same
 // parameters, so a run of `step`s with a fixed seed draws the same random stream as `realm run`
 // with that seed. The sampler's penalty window sees every token fed (prompt included), as `realm run`.
-// Forward passes of one model are serialised (the model's thread pool serves one pass at a time).
+// Forward passes: each model has an engine::Batcher, so the sequences of all requests on one model
+// run their decode steps (and chunked prompts) together, one forward pass per step.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/batcher.hpp"
 #include "engine/loaded_model.hpp"
 #include "engine/sampling.hpp"
 #include "sandbox/backend.hpp"
@@ -54,10 +56,28 @@ public:
 
     Result<std::shared_ptr<Model>> find_model(std::string_view name) override;
 
+    // Batching of models added from now on.
+    void set_batching(const engine::BatcherOptions& opts) { batching_ = opts; }
+
+    // Live figures per model (for metrics).
+    struct ModelStats {
+        std::string name;
+        size_t sequences = 0;      // open sequences (requests holding KV)
+        size_t kv_bytes = 0;       // their KV cache memory
+        size_t waiting = 0;        // feeds queued or running in the batcher
+        uint64_t steps = 0;        // forward passes run
+        uint64_t tokens = 0;       // tokens processed by them
+        uint64_t batched_steps = 0;
+        size_t max_sequences_in_step = 0;
+    };
+    std::vector<ModelStats> stats() const;
+
 private:
     mutable std::mutex mu_;
     std::map<std::string, std::shared_ptr<Model>, std::less<>> models_;
     std::map<std::string, std::set<std::string>> allow_;
+    std::vector<std::shared_ptr<Model>> engine_models_;  // the EngineModels, in order of addition
+    engine::BatcherOptions batching_;
 };
 
 }  // namespace realm::sandbox

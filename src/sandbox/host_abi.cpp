@@ -420,7 +420,7 @@ int32_t h_seq_open(Call& c) {
     if (c.r.sequences.size() >= std::min<uint32_t>(c.r.request->limits.max_sequences, kMaxSlots))
         return c.fail(REALM_E_LIMIT, "seq_open: too many sequences in one request");
     if (int32_t g = c.gate("seq_open")) return g;
-    auto s = m->model->open_sequence();
+    auto s = m->model->open_sequence(c.r.request->cancelled);
     if (!s) return c.fail(REALM_E_BACKEND, "seq_open: " + s.error().message);
     if (!*s) return c.fail(REALM_E_BACKEND, "seq_open: backend returned no sequence");
     c.r.sequences.push_back(SequenceSlot{std::move(*s), m->model, false});

@@ -265,6 +265,80 @@ TEST(ModelTiny, PrefillEqualsStepwiseQuantized) {
     }
 }
 
+// Continuous batching: several sequences in one forward_batch (with chunked prompts, and some
+// items not asking for logits) give each sequence exactly what it gets alone.
+void check_batch_independence(const TinySpec& sp) {
+    TinyModel tm = make_tiny(sp);
+    auto f = gguf::File::open_memory(tm.bytes);
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    auto m = Model::load(*f, {.n_threads = 2});
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9, 2, 33, 7}, {3}, {8, 8, 8, 1, 2}};
+    const std::vector<int32_t> next = {4, 6, 10};
+    // Alone: prompt, then one decode step.
+    std::vector<std::vector<float>> alone;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        auto s = (*m)->new_sequence(16);
+        ASSERT_TRUE(s.ok());
+        ASSERT_TRUE((*m)->forward(*s, prompts[i]).ok());
+        auto l = (*m)->forward(*s, std::span(&next[i], 1));
+        ASSERT_TRUE(l.ok());
+        alone.emplace_back(l->begin(), l->end());
+    }
+    // Together: prompt 0 in two chunks (the first without logits) beside the others.
+    std::vector<Sequence> seqs;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        auto s = (*m)->new_sequence(16);
+        ASSERT_TRUE(s.ok());
+        seqs.push_back(std::move(s.value()));
+    }
+    const std::span<const int32_t> p0(prompts[0]);
+    std::vector<BatchItem> b1 = {{&seqs[0], p0.first(4), false}, {&seqs[1], prompts[1], true}};
+    ASSERT_TRUE((*m)->forward_batch(b1).ok());
+    std::vector<BatchItem> b2 = {{&seqs[2], prompts[2], true}, {&seqs[0], p0.subspan(4), true},
+                                 {&seqs[1], std::span(&next[1], 1), true}};
+    ASSERT_TRUE((*m)->forward_batch(b2).ok());
+    EXPECT_EQ(std::vector<float>(seqs[1].logits().begin(), seqs[1].logits().end()), alone[1]);
+    std::vector<BatchItem> b3 = {{&seqs[0], std::span(&next[0], 1), true}, {&seqs[2], std::span(&next[2], 1), true}};
+    ASSERT_TRUE((*m)->forward_batch(b3).ok());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+        SCOPED_TRACE(i);
+        EXPECT_EQ(std::vector<float>(seqs[i].logits().begin(), seqs[i].logits().end()), alone[i]);
+        EXPECT_EQ(seqs[i].n_past(), prompts[i].size() + 1);
+    }
+    // A bad item rejects the whole batch and changes nothing.
+    const int32_t bad = 1000;
+    std::vector<BatchItem> b4 = {{&seqs[0], std::span(&next[0], 1), true}, {&seqs[1], std::span(&bad, 1), true}};
+    auto st = (*m)->forward_batch(b4);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("token id 1000 out of range"), std::string::npos) << st.error().message;
+    EXPECT_EQ(seqs[0].n_past(), prompts[0].size() + 1);
+    std::vector<BatchItem> b5 = {{&seqs[0], std::span(&next[0], 1), true}, {&seqs[0], std::span(&next[0], 1), true}};
+    EXPECT_FALSE((*m)->forward_batch(b5).ok());
+    EXPECT_FALSE((*m)->forward_batch({}).ok());
+}
+
+TEST(ModelTiny, BatchEqualsAloneLlama) { check_batch_independence(TinySpec{}); }
+TEST(ModelTiny, BatchEqualsAloneGemma3) {
+    TinySpec sp;
+    sp.arch = "gemma3";
+    sp.gemma_extras = true;
+    sp.tied = true;
+    sp.n_layer = 7;
+    check_batch_independence(sp);
+}
+TEST(ModelTiny, BatchEqualsAloneQuantized) {
+    TinySpec sp;
+    sp.n_embd = 256;
+    sp.n_ff = 512;
+    sp.n_vocab = 64;
+    for (TensorType t : {TensorType::Q8_0, TensorType::Q4_1, TensorType::Q4_K}) {
+        SCOPED_TRACE(std::string(type_name(t)));
+        sp.wtype = t;
+        check_batch_independence(sp);
+    }
+}
+
 // One gemma3 layer, all sliding-window with window W: the last position sees only the last W
 // tokens, so prompts that differ only before them give identical logits.
 std::vector<float> last_logits(const TinySpec& sp, const std::vector<int32_t>& toks) {

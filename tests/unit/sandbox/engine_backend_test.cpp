@@ -170,7 +170,7 @@ TEST(EngineBackend, FeedAndGreedyStepMatchTheModel) {
     }
 
     // Through the backend.
-    auto seq = m->open_sequence();
+    auto seq = m->open_sequence(nullptr);
     ASSERT_TRUE(seq.ok());
     Sequence& s = **seq;
     EXPECT_FALSE(s.logits().ok()) << "no logits before the first feed";
@@ -221,7 +221,7 @@ TEST(EngineBackend, SeededSamplingMatchesTheEngineSampler) {
     ep.ignore_eos = false;
     const Direct d = generate_direct(*lm, prompt, ep);
 
-    auto seq = m->open_sequence();
+    auto seq = m->open_sequence(nullptr);
     ASSERT_TRUE(seq.ok());
     ASSERT_TRUE((*seq)->feed(prompt).ok());
     std::vector<int32_t> via;
@@ -244,7 +244,7 @@ TEST(EngineBackend, SeededSamplingMatchesTheEngineSampler) {
 // Generates through the backend's sequence with `p` for as many tokens as the reference has.
 std::vector<int32_t> generate_via(Model& m, std::span<const int32_t> prompt, const SamplingParams& p, size_t n) {
     std::vector<int32_t> via;
-    auto seq = m.open_sequence();
+    auto seq = m.open_sequence(nullptr);
     EXPECT_TRUE(seq.ok());
     if (!seq.ok()) return via;
     EXPECT_TRUE((*seq)->feed(prompt).ok());
@@ -321,7 +321,7 @@ TEST(EngineBackend, PenaltiesTypicalAndLogitBiasMatchTheEngineSampler) {
     EXPECT_EQ(std::count(d.tokens.begin(), d.tokens.end(), banned), 0);
 
     // Changing only the bias mid-sequence makes a new sampler (parameters compared in full).
-    auto seq = m->open_sequence();
+    auto seq = m->open_sequence(nullptr);
     ASSERT_TRUE(seq.ok());
     ASSERT_TRUE((*seq)->feed(prompt).ok());
     auto t0 = (*seq)->sample(g);

@@ -94,7 +94,7 @@ public:
         return s;
     }
     bool is_end_of_generation(int32_t token) const override { return token == 257; }
-    Result<std::unique_ptr<Sequence>> open_sequence() override {
+    Result<std::unique_ptr<Sequence>> open_sequence(std::shared_ptr<const std::atomic<bool>>) override {
         return std::unique_ptr<Sequence>(std::make_unique<TinySequence>(info_.n_vocab, info_.n_ctx, delay_));
     }
 
