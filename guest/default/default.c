@@ -31,15 +31,8 @@ REALM_EXPORT(realm_init) int32_t realm_init(void) { return 0; }
 enum { kMaxStops = 16 };
 
 typedef struct {
-    buf model;
-    const char* messages; /* raw JSON slice */
-    size_t messages_len;
-    buf prompt;
-    int has_prompt;
-    double temperature, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, typical_p;
-    double top_k, repeat_last_n, max_tokens, seed, n;
-    int has_max_tokens, has_seed;
-    int stream;
+    openai_fields f;
+    double n;
     realm_logit_bias* bias; /* logit_bias entries (malloc'd) */
     uint32_t n_bias, cap_bias;
     buf stops[kMaxStops];
@@ -91,111 +84,23 @@ static int parse_logit_bias(parser* p, request* r) {
     }
 }
 
-static int parse_request(parser* p, request* r) {
-    ws(p);
-    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "the request must be a JSON object");
-    ++p->i;
-    p->depth = 1;
-    ws(p);
-    if (p->i < p->n && p->s[p->i] == '}') {
-        ++p->i;
-    } else {
-        for (;;) {
-            buf key = {0};
-            ws(p);
-            if (!str(p, &key)) { buf_free(&key); return 0; }
-            ws(p);
-            if (p->i >= p->n || p->s[p->i] != ':') { buf_free(&key); return fail(p, "expected ':'"); }
-            ++p->i;
-            ws(p);
-            const char* k = key.p ? key.p : "";
-            int ok = 1;
-            if (!strcmp(k, "model")) {
-                r->model.n = 0;
-                ok = is_null(p) || str(p, &r->model);
-            } else if (!strcmp(k, "messages")) {
-                size_t st = p->i;
-                if (is_null(p)) {
-                    r->messages = 0;
-                } else {
-                    if (p->i >= p->n || p->s[p->i] != '[') ok = fail(p, "\"messages\" must be an array");
-                    else ok = value(p);
-                    r->messages = p->s + st;
-                    r->messages_len = p->i - st;
-                }
-            } else if (!strcmp(k, "prompt")) {
-                r->prompt.n = 0;
-                if (!is_null(p)) {
-                    if (p->i >= p->n || p->s[p->i] != '"') ok = fail(p, "\"prompt\" must be a string");
-                    else ok = str(p, &r->prompt);
-                    r->has_prompt = 1;
-                }
-            } else if (!strcmp(k, "temperature")) ok = number_field(p, &r->temperature, 0);
-            else if (!strcmp(k, "top_p")) ok = number_field(p, &r->top_p, 0);
-            else if (!strcmp(k, "min_p")) ok = number_field(p, &r->min_p, 0);
-            else if (!strcmp(k, "top_k")) ok = number_field(p, &r->top_k, 0);
-            else if (!strcmp(k, "repeat_penalty")) ok = number_field(p, &r->repeat_penalty, 0);
-            else if (!strcmp(k, "repeat_last_n")) ok = number_field(p, &r->repeat_last_n, 0);
-            else if (!strcmp(k, "frequency_penalty")) ok = number_field(p, &r->frequency_penalty, 0);
-            else if (!strcmp(k, "presence_penalty")) ok = number_field(p, &r->presence_penalty, 0);
-            else if (!strcmp(k, "typical_p")) ok = number_field(p, &r->typical_p, 0);
-            else if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens"))
-                ok = number_field(p, &r->max_tokens, &r->has_max_tokens);
-            else if (!strcmp(k, "seed")) ok = number_field(p, &r->seed, &r->has_seed);
-            else if (!strcmp(k, "n")) ok = number_field(p, &r->n, 0);
-            else if (!strcmp(k, "stream")) {
-                if (p->i < p->n && p->s[p->i] == 't') { ok = lit(p, "true"); r->stream = 1; }
-                else if (p->i < p->n && p->s[p->i] == 'f') { ok = lit(p, "false"); r->stream = 0; }
-                else if (!is_null(p)) ok = fail(p, "\"stream\" must be a boolean");
-            } else if (!strcmp(k, "logit_bias")) {
-                r->n_bias = 0;
-                if (!is_null(p)) ok = parse_logit_bias(p, r);
-            } else if (!strcmp(k, "stop")) {
-                for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
-                r->n_stops = 0;
-                if (is_null(p)) {
-                } else if (p->i < p->n && p->s[p->i] == '"') {
-                    buf s = {0};
-                    ok = str(p, &s);
-                    r->stops[r->n_stops++] = s;
-                } else if (p->i < p->n && p->s[p->i] == '[') {
-                    ++p->i;
-                    ws(p);
-                    if (p->i < p->n && p->s[p->i] == ']') ++p->i;
-                    else for (;;) {
-                        ws(p);
-                        if (r->n_stops == kMaxStops) { ok = fail(p, "\"stop\" has more than 16 strings"); break; }
-                        buf s = {0};
-                        if (!str(p, &s)) { buf_free(&s); ok = fail(p, "\"stop\" must be a string or an array of strings"); break; }
-                        r->stops[r->n_stops++] = s;
-                        ws(p);
-                        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-                        if (p->i < p->n && p->s[p->i] == ']') { ++p->i; break; }
-                        ok = fail(p, "expected ',' or ']' in \"stop\"");
-                        break;
-                    }
-                } else ok = fail(p, "\"stop\" must be a string or an array of strings");
-            } else {
-                ok = value(p);
-            }
-            int oom = key.oom;
-            buf_free(&key);
-            if (oom) return fail(p, "out of memory");
-            if (!ok) return 0;
-            ws(p);
-            if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-            if (p->i < p->n && p->s[p->i] == '}') { ++p->i; break; }
-            return fail(p, "expected ',' or '}'");
-        }
+static int request_field(parser* p, const char* k, void* ctx) {
+    request* r = (request*)ctx;
+    int ok = openai_field(p, k, &r->f);
+    if (ok >= 0) return ok;
+    if (!strcmp(k, "n")) return number_field(p, &r->n, 0);
+    if (!strcmp(k, "logit_bias")) {
+        r->n_bias = 0;
+        return is_null(p) || parse_logit_bias(p, r);
     }
-    ws(p);
-    if (p->i != p->n) return fail(p, "trailing characters after the JSON object");
-    return 1;
+    if (!strcmp(k, "stop"))
+        return str_list(p, r->stops, &r->n_stops, kMaxStops, 1, "\"stop\" must be a string or an array of strings",
+                        "\"stop\" has more than 16 strings");
+    return -1;
 }
 
 static void free_request(request* r) {
-    buf_free(&r->model);
-    buf_free(&r->prompt);
+    openai_fields_free(&r->f);
     for (int j = 0; j < r->n_stops; ++j) buf_free(&r->stops[j]);
     free(r->bias);
 }
@@ -258,37 +163,12 @@ static void push_piece(gen_state* g, const char* piece, size_t n, int final) {
     release(g, final);
 }
 
-/* Reads a sized-output call into a malloc'd buffer; returns the length or a negative code. */
-static int32_t model_n_ctx(int32_t model) {
-    char info[1024];
-    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
-    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
-    info[n] = 0;
-    const char* k = strstr(info, "\"n_ctx\":");
-    return k ? (int32_t)atol(k + 8) : 0;
-}
-
-static int32_t model_n_vocab(int32_t model) {
-    char info[1024];
-    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
-    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
-    info[n] = 0;
-    const char* k = strstr(info, "\"n_vocab\":");
-    return k ? (int32_t)atol(k + 10) : 0;
-}
-
 static float clampf(double v) { return (float)v; }
 
 static int32_t handle(const char* req, size_t len) {
     request r;
     memset(&r, 0, sizeof r);
-    r.temperature = 1.0;
-    r.top_p = 1.0;
-    r.min_p = 0.0;
-    r.top_k = 0;
-    r.repeat_penalty = 1.0;
-    r.repeat_last_n = 64;
-    r.typical_p = 1.0;
+    openai_fields_init(&r.f);
     r.n = 1;
     parser p = {req, len, 0, 0, 0};
     int32_t rc = 0;
@@ -299,39 +179,39 @@ static int32_t handle(const char* req, size_t len) {
     memset(&g, 0, sizeof g);
     int32_t model = 0, seq = 0;
 
-    if (!parse_request(&p, &r)) {
+    if (!json_object(&p, request_field, &r)) {
         rc = respond_error("invalid_request_error", "invalid request JSON", p.err ? p.err : "parse error");
         goto done;
     }
-    if (!r.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
-    if (!r.messages && !r.has_prompt) {
+    if (!r.f.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
+    if (!r.f.messages && !r.f.has_prompt) {
         rc = respond_error("invalid_request_error", "one of \"messages\" or \"prompt\" is required", 0);
         goto done;
     }
-    if (!(r.frequency_penalty >= -1e30 && r.frequency_penalty <= 1e30) ||
-        !(r.presence_penalty >= -1e30 && r.presence_penalty <= 1e30)) {
+    if (!(r.f.frequency_penalty >= -1e30 && r.f.frequency_penalty <= 1e30) ||
+        !(r.f.presence_penalty >= -1e30 && r.f.presence_penalty <= 1e30)) {
         rc = respond_error("invalid_request_error", "\"frequency_penalty\" and \"presence_penalty\" must be finite", 0);
         goto done;
     }
-    if (!(r.typical_p > 0 && r.typical_p <= 1)) {
+    if (!(r.f.typical_p > 0 && r.f.typical_p <= 1)) {
         rc = respond_error("invalid_request_error", "\"typical_p\" must be in (0, 1]", 0);
         goto done;
     }
-    if (!(r.temperature >= 0 && r.temperature <= 1e30)) {
+    if (!(r.f.temperature >= 0 && r.f.temperature <= 1e30)) {
         rc = respond_error("invalid_request_error", "\"temperature\" must be a finite number >= 0", 0);
         goto done;
     }
     if (r.n != 1) { rc = respond_error("invalid_request_error", "only n = 1 is supported", 0); goto done; }
-    if (r.has_max_tokens && !(r.max_tokens >= 1 && r.max_tokens <= 2147483647.0)) {
+    if (r.f.has_max_tokens && !(r.f.max_tokens >= 1 && r.f.max_tokens <= 2147483647.0)) {
         rc = respond_error("invalid_request_error", "\"max_tokens\" must be >= 1", 0);
         goto done;
     }
-    if (!(r.top_k >= -2147483648.0 && r.top_k <= 2147483647.0) ||
-        !(r.repeat_last_n >= -1 && r.repeat_last_n <= 2147483647.0)) {
+    if (!(r.f.top_k >= -2147483648.0 && r.f.top_k <= 2147483647.0) ||
+        !(r.f.repeat_last_n >= -1 && r.f.repeat_last_n <= 2147483647.0)) {
         rc = respond_error("invalid_request_error", "\"top_k\" or \"repeat_last_n\" is out of range", 0);
         goto done;
     }
-    if (r.has_seed && !(r.seed >= 0 && r.seed < 18446744073709551616.0)) {
+    if (r.f.has_seed && !(r.f.seed >= 0 && r.f.seed < 18446744073709551616.0)) {
         rc = respond_error("invalid_request_error", "\"seed\" must be a non-negative integer", 0);
         goto done;
     }
@@ -341,9 +221,9 @@ static int32_t handle(const char* req, size_t len) {
             goto done;
         }
 
-    model = realm_model_open(r.model.p, (int32_t)r.model.n);
+    model = realm_model_open(r.f.model.p, (int32_t)r.f.model.n);
     if (model < 0) {
-        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.model.p)
+        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.f.model.p)
                                         : host_error("model_open");
         goto done;
     }
@@ -352,20 +232,20 @@ static int32_t handle(const char* req, size_t len) {
     const char* text;
     int32_t text_len;
     uint32_t tflags;
-    if (r.messages) {
-        int32_t need = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
+    if (r.f.messages) {
+        int32_t need = realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
         if (need < 0) { rc = host_error("chat template"); goto done; }
         rendered = (char*)malloc((size_t)need + 1);
         if (!rendered) { rc = respond_error("server_error", "out of memory", 0); goto done; }
-        int32_t got = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
+        int32_t got = realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
                                           rendered, need);
         if (got != need) { rc = host_error("chat template"); goto done; }
         text = rendered;
         text_len = need;
         tflags = REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL;
     } else {
-        text = r.prompt.p ? r.prompt.p : "";
-        text_len = (int32_t)r.prompt.n;
+        text = r.f.prompt.p ? r.f.prompt.p : "";
+        text_len = (int32_t)r.f.prompt.n;
         tflags = REALM_TOKENIZE_ADD_SPECIAL;
     }
     int32_t n_tok = realm_tokenize(model, text, text_len, tflags, 0, 0);
@@ -375,13 +255,13 @@ static int32_t handle(const char* req, size_t len) {
     if (!toks) { rc = respond_error("server_error", "out of memory", 0); goto done; }
     if (realm_tokenize(model, text, text_len, tflags, toks, n_tok) != n_tok) { rc = host_error("tokenize"); goto done; }
 
-    const int32_t n_ctx = model_n_ctx(model);
+    const int32_t n_ctx = model_info_int(model, "\"n_ctx\":");
     if (n_ctx > 0 && n_tok >= n_ctx) {
         rc = respond_error("invalid_request_error", "the prompt does not fit the model's context", 0);
         goto done;
     }
     {
-        const int32_t n_vocab = model_n_vocab(model);
+        const int32_t n_vocab = model_info_int(model, "\"n_vocab\":");
         for (uint32_t j = 0; j < r.n_bias; ++j)
             if (n_vocab > 0 && r.bias[j].token >= n_vocab) {
                 rc = respond_error("invalid_request_error", "\"logit_bias\" names a token outside the vocabulary", 0);
@@ -393,22 +273,22 @@ static int32_t handle(const char* req, size_t len) {
     if (realm_seq_feed(seq, toks, n_tok) < 0) { rc = host_error("seq_feed"); goto done; }
 
     realm_sampling_params sp;
-    sp.temperature = clampf(r.temperature);
-    sp.top_p = clampf(r.top_p);
-    sp.min_p = clampf(r.min_p);
-    sp.top_k = (int32_t)r.top_k;
-    sp.repeat_penalty = clampf(r.repeat_penalty);
-    sp.repeat_last_n = (int32_t)r.repeat_last_n;
-    sp.seed = r.has_seed ? (uint64_t)r.seed : (uint64_t)realm_now_ms();
-    sp.frequency_penalty = clampf(r.frequency_penalty);
-    sp.presence_penalty = clampf(r.presence_penalty);
-    sp.typical_p = clampf(r.typical_p);
+    sp.temperature = clampf(r.f.temperature);
+    sp.top_p = clampf(r.f.top_p);
+    sp.min_p = clampf(r.f.min_p);
+    sp.top_k = (int32_t)r.f.top_k;
+    sp.repeat_penalty = clampf(r.f.repeat_penalty);
+    sp.repeat_last_n = (int32_t)r.f.repeat_last_n;
+    sp.seed = r.f.has_seed ? (uint64_t)r.f.seed : (uint64_t)realm_now_ms();
+    sp.frequency_penalty = clampf(r.f.frequency_penalty);
+    sp.presence_penalty = clampf(r.f.presence_penalty);
+    sp.typical_p = clampf(r.f.typical_p);
     sp.n_logit_bias = r.n_bias;
     sp.logit_bias = (uint32_t)(uintptr_t)r.bias;
     sp.step_flags = 0;
 
     g.r = &r;
-    g.stream = r.stream;
+    g.stream = r.f.stream;
     const int32_t piece_cap = 4096;
     piece = (char*)malloc((size_t)piece_cap);
     if (!piece) { rc = respond_error("server_error", "out of memory", 0); goto done; }
@@ -418,7 +298,7 @@ static int32_t handle(const char* req, size_t len) {
     for (;;) {
         realm_step_result res;
         /* The last token max_tokens allows is not fed: nothing will read the logits after it. */
-        sp.step_flags = r.has_max_tokens && n_gen + 1 >= (long long)r.max_tokens ? REALM_STEP_NO_FEED : 0;
+        sp.step_flags = r.f.has_max_tokens && n_gen + 1 >= (long long)r.f.max_tokens ? REALM_STEP_NO_FEED : 0;
         int32_t tok = realm_step(seq, &sp, (int32_t)sizeof sp, &res, piece, piece_cap);
         if (tok < 0) {
             if (tok == REALM_E_CANCELLED) { g.cancelled = 1; break; }
@@ -435,7 +315,7 @@ static int32_t handle(const char* req, size_t len) {
         size_t tl = res.text_len > 0 && res.text_len <= piece_cap ? (size_t)res.text_len : 0;
         push_piece(&g, piece, tl, 0);
         if (g.stopped) { finish = "stop"; break; }
-        if ((r.has_max_tokens && n_gen >= (long long)r.max_tokens) || (n_ctx > 0 && length >= n_ctx)) {
+        if ((r.f.has_max_tokens && n_gen >= (long long)r.f.max_tokens) || (n_ctx > 0 && length >= n_ctx)) {
             push_piece(&g, "", 0, 1);
             finish = g.stopped ? "stop" : "length";
             break;
@@ -446,9 +326,9 @@ static int32_t handle(const char* req, size_t len) {
 
     {
         buf b = {0};
-        const int chat = r.messages != 0;
+        const int chat = r.f.messages != 0;
         buf_str(&b, chat ? "{\"object\":\"chat.completion\",\"model\":" : "{\"object\":\"text_completion\",\"model\":");
-        json_str(&b, r.model.p, r.model.n);
+        json_str(&b, r.f.model.p, r.f.model.n);
         buf_str(&b, ",\"choices\":[{\"index\":0,");
         if (chat) {
             buf_str(&b, "\"message\":{\"role\":\"assistant\",\"content\":");

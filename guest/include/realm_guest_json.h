@@ -9,6 +9,7 @@
 
 #include <realm_guest.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ---- growable byte buffer ------------------------------------------------------------------------- */
@@ -337,7 +338,155 @@ static inline int number_field(parser* p, double* out, int* present) {
     return 1;
 }
 
-/* logit_bias: {"<token id>": number in [-100, 100], ...}; -100 becomes -INFINITY (a ban). */
+/* Parses the input, which must be one JSON object, member by member: field(p, key, ctx) parses the
+ * member's value and returns 1, or 0 after fail(), or -1 to have the value validated and skipped. */
+typedef int (*json_field_fn)(parser* p, const char* key, void* ctx);
+static inline int json_object(parser* p, json_field_fn field, void* ctx) {
+    ws(p);
+    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "the request must be a JSON object");
+    ++p->i;
+    p->depth = 1;
+    ws(p);
+    if (p->i < p->n && p->s[p->i] == '}') {
+        ++p->i;
+    } else {
+        for (;;) {
+            buf key = {0};
+            ws(p);
+            if (!str(p, &key)) { buf_free(&key); return 0; }
+            ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':') { buf_free(&key); return fail(p, "expected ':'"); }
+            ++p->i;
+            ws(p);
+            int ok = key.oom ? fail(p, "out of memory") : field(p, key.p ? key.p : "", ctx);
+            if (ok < 0) ok = value(p);
+            buf_free(&key);
+            if (!ok) return 0;
+            ws(p);
+            if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
+            if (p->i < p->n && p->s[p->i] == '}') { ++p->i; break; }
+            return fail(p, "expected ',' or '}'");
+        }
+    }
+    ws(p);
+    if (p->i != p->n) return fail(p, "trailing characters after the JSON object");
+    return 1;
+}
+
+/* An array of at most `max` strings (or null: none; or, when `single` is set, one bare string) into
+ * out[0..*n), replacing what was there. `what` names the field in errors: "\"stop\"". */
+static inline int str_list(parser* p, buf* out, int* n, int max, int single, const char* what, const char* too_many) {
+    for (int j = 0; j < *n; ++j) buf_free(&out[j]);
+    *n = 0;
+    if (is_null(p)) return 1;
+    if (single && p->i < p->n && p->s[p->i] == '"') {
+        buf s = {0};
+        int ok = str(p, &s);
+        out[(*n)++] = s;
+        return ok;
+    }
+    if (p->i >= p->n || p->s[p->i] != '[') return fail(p, what);
+    ++p->i;
+    ws(p);
+    if (p->i < p->n && p->s[p->i] == ']') { ++p->i; return 1; }
+    for (;;) {
+        ws(p);
+        if (*n == max) return fail(p, too_many);
+        if (p->i >= p->n || p->s[p->i] != '"') return fail(p, what);
+        buf s = {0};
+        if (!str(p, &s)) { buf_free(&s); return 0; }
+        out[(*n)++] = s;
+        ws(p);
+        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
+        if (p->i < p->n && p->s[p->i] == ']') { ++p->i; return 1; }
+        return fail(p, what);
+    }
+}
+
+/* The request fields the OpenAI-style guests share, with OpenAI's defaults. */
+typedef struct {
+    buf model;
+    const char* messages; /* raw JSON slice of the array, or NULL */
+    size_t messages_len;
+    buf prompt;
+    int has_prompt;
+    double temperature, top_p, min_p, top_k, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty;
+    double typical_p, max_tokens, seed;
+    int has_max_tokens, has_seed, stream;
+} openai_fields;
+
+static inline void openai_fields_init(openai_fields* r) {
+    memset(r, 0, sizeof *r);
+    r->temperature = 1.0;
+    r->top_p = 1.0;
+    r->repeat_penalty = 1.0;
+    r->repeat_last_n = 64;
+    r->typical_p = 1.0;
+}
+static inline void openai_fields_free(openai_fields* r) {
+    buf_free(&r->model);
+    buf_free(&r->prompt);
+}
+
+/* Parses member `k` when it is one of the shared fields (1 / 0), else returns -1. */
+static inline int openai_field(parser* p, const char* k, openai_fields* r) {
+    if (!strcmp(k, "model")) {
+        r->model.n = 0;
+        return is_null(p) || str(p, &r->model);
+    }
+    if (!strcmp(k, "messages")) {
+        size_t st = p->i;
+        if (is_null(p)) {
+            r->messages = 0;
+            return 1;
+        }
+        if (p->i >= p->n || p->s[p->i] != '[') return fail(p, "\"messages\" must be an array");
+        int ok = value(p);
+        r->messages = p->s + st;
+        r->messages_len = p->i - st;
+        return ok;
+    }
+    if (!strcmp(k, "prompt")) {
+        r->prompt.n = 0;
+        if (is_null(p)) return 1;
+        r->has_prompt = 1;
+        if (p->i >= p->n || p->s[p->i] != '"') return fail(p, "\"prompt\" must be a string");
+        return str(p, &r->prompt);
+    }
+    if (!strcmp(k, "stream")) {
+        if (p->i < p->n && p->s[p->i] == 't') { r->stream = 1; return lit(p, "true"); }
+        if (p->i < p->n && p->s[p->i] == 'f') { r->stream = 0; return lit(p, "false"); }
+        return is_null(p) || fail(p, "\"stream\" must be a boolean");
+    }
+    if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens"))
+        return number_field(p, &r->max_tokens, &r->has_max_tokens);
+    if (!strcmp(k, "seed")) return number_field(p, &r->seed, &r->has_seed);
+    static const struct { const char* name; size_t offset; } kNumbers[] = {
+        {"temperature", offsetof(openai_fields, temperature)},
+        {"top_p", offsetof(openai_fields, top_p)},
+        {"min_p", offsetof(openai_fields, min_p)},
+        {"top_k", offsetof(openai_fields, top_k)},
+        {"repeat_penalty", offsetof(openai_fields, repeat_penalty)},
+        {"repeat_last_n", offsetof(openai_fields, repeat_last_n)},
+        {"frequency_penalty", offsetof(openai_fields, frequency_penalty)},
+        {"presence_penalty", offsetof(openai_fields, presence_penalty)},
+        {"typical_p", offsetof(openai_fields, typical_p)},
+    };
+    for (size_t j = 0; j < sizeof kNumbers / sizeof kNumbers[0]; ++j)
+        if (!strcmp(k, kNumbers[j].name)) return number_field(p, (double*)((char*)r + kNumbers[j].offset), 0);
+    return -1;
+}
+
+/* An integer member of realm_model_info's JSON, e.g. key "\"n_ctx\":"; 0 when absent. */
+static inline int32_t model_info_int(int32_t model, const char* key) {
+    char info[1024];
+    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
+    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
+    info[n] = 0;
+    const char* k = strstr(info, key);
+    return k ? (int32_t)atol(k + strlen(key)) : 0;
+}
+
 /* ---- responses -------------------------------------------------------------------------------------- */
 static inline int32_t respond_error(const char* type, const char* msg, const char* detail) {
     buf b = {0};

@@ -26,90 +26,22 @@ REALM_EXPORT(realm_init) int32_t realm_init(void) { return 0; }
 enum { kMaxChoices = 15, kMaxChoiceTokens = 64, kMaxChoiceBytes = 1024 };
 
 typedef struct {
-    buf model;
-    const char* messages;
-    size_t messages_len;
-    buf prompt;
-    int has_prompt;
+    openai_fields f;
     buf choices[kMaxChoices];
     int n_choices;
     int has_choices;
 } request;
 
-static int parse_request(parser* p, request* r) {
-    ws(p);
-    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "the request must be a JSON object");
-    ++p->i;
-    p->depth = 1;
-    ws(p);
-    if (p->i < p->n && p->s[p->i] == '}') { ++p->i; goto end; }
-    for (;;) {
-        buf key = {0};
-        ws(p);
-        if (!str(p, &key)) { buf_free(&key); return 0; }
-        ws(p);
-        if (p->i >= p->n || p->s[p->i] != ':') { buf_free(&key); return fail(p, "expected ':'"); }
-        ++p->i;
-        ws(p);
-        const char* k = key.p ? key.p : "";
-        int ok = 1;
-        if (!strcmp(k, "model")) {
-            r->model.n = 0;
-            ok = is_null(p) || str(p, &r->model);
-        } else if (!strcmp(k, "messages")) {
-            size_t st = p->i;
-            if (is_null(p)) r->messages = 0;
-            else {
-                if (p->i >= p->n || p->s[p->i] != '[') ok = fail(p, "\"messages\" must be an array");
-                else ok = value(p);
-                r->messages = p->s + st;
-                r->messages_len = p->i - st;
-            }
-        } else if (!strcmp(k, "prompt")) {
-            r->prompt.n = 0;
-            if (!is_null(p)) {
-                if (p->i >= p->n || p->s[p->i] != '"') ok = fail(p, "\"prompt\" must be a string");
-                else ok = str(p, &r->prompt);
-                r->has_prompt = 1;
-            }
-        } else if (!strcmp(k, "choices")) {
-            for (int j = 0; j < r->n_choices; ++j) buf_free(&r->choices[j]);
-            r->n_choices = 0;
-            r->has_choices = 1;
-            if (p->i >= p->n || p->s[p->i] != '[') {
-                ok = fail(p, "\"choices\" must be an array of strings");
-            } else {
-                ++p->i;
-                ws(p);
-                if (p->i < p->n && p->s[p->i] == ']') ++p->i;
-                else for (;;) {
-                    ws(p);
-                    if (r->n_choices == kMaxChoices) { ok = fail(p, "\"choices\" has more than 15 strings"); break; }
-                    if (p->i >= p->n || p->s[p->i] != '"') { ok = fail(p, "\"choices\" must be an array of strings"); break; }
-                    buf s = {0};
-                    if (!str(p, &s)) { buf_free(&s); ok = 0; break; }
-                    r->choices[r->n_choices++] = s;
-                    ws(p);
-                    if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-                    if (p->i < p->n && p->s[p->i] == ']') { ++p->i; break; }
-                    ok = fail(p, "expected ',' or ']' in \"choices\"");
-                    break;
-                }
-            }
-        } else ok = value(p);
-        int oom = key.oom;
-        buf_free(&key);
-        if (oom) return fail(p, "out of memory");
-        if (!ok) return 0;
-        ws(p);
-        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-        if (p->i < p->n && p->s[p->i] == '}') { ++p->i; break; }
-        return fail(p, "expected ',' or '}'");
+static int request_field(parser* p, const char* k, void* ctx) {
+    request* r = (request*)ctx;
+    int ok = openai_field(p, k, &r->f);
+    if (ok >= 0) return ok;
+    if (!strcmp(k, "choices")) {
+        r->has_choices = 1;
+        return str_list(p, r->choices, &r->n_choices, kMaxChoices, 0, "\"choices\" must be an array of strings",
+                        "\"choices\" has more than 15 strings");
     }
-end:
-    ws(p);
-    if (p->i != p->n) return fail(p, "trailing characters after the JSON object");
-    return 1;
+    return -1;
 }
 
 /* Tokenizes into a malloc'd array; returns the count (>= 0) or a negative code. */
@@ -140,6 +72,7 @@ static double log_prob(const float* logits, int32_t n_vocab, int32_t tok) {
 static int32_t handle(const char* req, size_t len) {
     request r;
     memset(&r, 0, sizeof r);
+    openai_fields_init(&r.f);
     parser p = {req, len, 0, 0, 0};
     int32_t rc = 0, model = 0, seq = 0, n_vocab = 0;
     char* rendered = 0;
@@ -150,12 +83,12 @@ static int32_t handle(const char* req, size_t len) {
     double lps[kMaxChoices][kMaxChoiceTokens];
     double score[kMaxChoices] = {0};
 
-    if (!parse_request(&p, &r)) {
+    if (!json_object(&p, request_field, &r)) {
         rc = respond_error("invalid_request_error", "invalid request JSON", p.err ? p.err : "parse error");
         goto done;
     }
-    if (!r.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
-    if (!r.messages && !r.has_prompt) {
+    if (!r.f.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
+    if (!r.f.messages && !r.f.has_prompt) {
         rc = respond_error("invalid_request_error", "one of \"messages\" or \"prompt\" is required", 0);
         goto done;
     }
@@ -175,25 +108,25 @@ static int32_t handle(const char* req, size_t len) {
             }
     }
 
-    model = realm_model_open(r.model.p, (int32_t)r.model.n);
+    model = realm_model_open(r.f.model.p, (int32_t)r.f.model.n);
     if (model < 0) {
-        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.model.p)
+        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.f.model.p)
                                         : host_error("model_open");
         goto done;
     }
     buf text = {0};
     uint32_t tflags;
-    if (r.messages) {
-        int32_t need = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
+    if (r.f.messages) {
+        int32_t need = realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
         if (need < 0) { rc = host_error("chat template"); goto done; }
         rendered = (char*)malloc((size_t)need + 1);
         if (!rendered) { rc = respond_error("server_error", "out of memory", 0); goto done; }
-        if (realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
+        if (realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
                                 rendered, need) != need) { rc = host_error("chat template"); goto done; }
         buf_add(&text, rendered, (size_t)need);
         tflags = REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL;
     } else {
-        buf_add(&text, r.prompt.p ? r.prompt.p : "", r.prompt.n);
+        buf_add(&text, r.f.prompt.p ? r.f.prompt.p : "", r.f.prompt.n);
         tflags = REALM_TOKENIZE_ADD_SPECIAL;
     }
     const size_t prompt_bytes = text.n;
@@ -268,7 +201,7 @@ static int32_t handle(const char* req, size_t len) {
         buf b = {0};
         char num[64];
         buf_str(&b, "{\"object\":\"choice\",\"model\":");
-        json_str(&b, r.model.p, r.model.n);
+        json_str(&b, r.f.model.p, r.f.model.n);
         buf_str(&b, ",\"choice\":");
         json_str(&b, r.choices[chosen].p, r.choices[chosen].n);
         buf_str(&b, ",\"index\":");
@@ -303,8 +236,7 @@ done:
     free(ptoks);
     free(rendered);
     for (int c = 0; c < kMaxChoices; ++c) free(ctoks[c]);
-    buf_free(&r.model);
-    buf_free(&r.prompt);
+    openai_fields_free(&r.f);
     for (int j = 0; j < r.n_choices; ++j) buf_free(&r.choices[j]);
     return rc < 0 ? rc : 0;
 }

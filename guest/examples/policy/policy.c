@@ -23,108 +23,21 @@ REALM_EXPORT(realm_init) int32_t realm_init(void) { return 0; }
 enum { kMaxBanned = 64, kMaxWord = 256, kMaxRegen = 14, kMaxBansPerPos = 1024 };
 
 typedef struct {
-    buf model;
-    const char* messages;
-    size_t messages_len;
-    buf prompt;
-    int has_prompt;
-    double temperature, top_p, min_p, repeat_penalty, frequency_penalty, presence_penalty, typical_p;
-    double top_k, repeat_last_n, max_tokens, seed, max_regen;
-    int has_max_tokens, has_seed, stream;
+    openai_fields f;
+    double max_regen;
     buf banned[kMaxBanned];
     int n_banned;
 } request;
 
-static int parse_request(parser* p, request* r) {
-    ws(p);
-    if (p->i >= p->n || p->s[p->i] != '{') return fail(p, "the request must be a JSON object");
-    ++p->i;
-    p->depth = 1;
-    ws(p);
-    if (p->i < p->n && p->s[p->i] == '}') { ++p->i; goto end; }
-    for (;;) {
-        buf key = {0};
-        ws(p);
-        if (!str(p, &key)) { buf_free(&key); return 0; }
-        ws(p);
-        if (p->i >= p->n || p->s[p->i] != ':') { buf_free(&key); return fail(p, "expected ':'"); }
-        ++p->i;
-        ws(p);
-        const char* k = key.p ? key.p : "";
-        int ok = 1;
-        if (!strcmp(k, "model")) {
-            r->model.n = 0;
-            ok = is_null(p) || str(p, &r->model);
-        } else if (!strcmp(k, "messages")) {
-            size_t st = p->i;
-            if (is_null(p)) r->messages = 0;
-            else {
-                if (p->i >= p->n || p->s[p->i] != '[') ok = fail(p, "\"messages\" must be an array");
-                else ok = value(p);
-                r->messages = p->s + st;
-                r->messages_len = p->i - st;
-            }
-        } else if (!strcmp(k, "prompt")) {
-            r->prompt.n = 0;
-            if (!is_null(p)) {
-                if (p->i >= p->n || p->s[p->i] != '"') ok = fail(p, "\"prompt\" must be a string");
-                else ok = str(p, &r->prompt);
-                r->has_prompt = 1;
-            }
-        } else if (!strcmp(k, "temperature")) ok = number_field(p, &r->temperature, 0);
-        else if (!strcmp(k, "top_p")) ok = number_field(p, &r->top_p, 0);
-        else if (!strcmp(k, "min_p")) ok = number_field(p, &r->min_p, 0);
-        else if (!strcmp(k, "top_k")) ok = number_field(p, &r->top_k, 0);
-        else if (!strcmp(k, "repeat_penalty")) ok = number_field(p, &r->repeat_penalty, 0);
-        else if (!strcmp(k, "repeat_last_n")) ok = number_field(p, &r->repeat_last_n, 0);
-        else if (!strcmp(k, "frequency_penalty")) ok = number_field(p, &r->frequency_penalty, 0);
-        else if (!strcmp(k, "presence_penalty")) ok = number_field(p, &r->presence_penalty, 0);
-        else if (!strcmp(k, "typical_p")) ok = number_field(p, &r->typical_p, 0);
-        else if (!strcmp(k, "max_tokens") || !strcmp(k, "max_completion_tokens"))
-            ok = number_field(p, &r->max_tokens, &r->has_max_tokens);
-        else if (!strcmp(k, "seed")) ok = number_field(p, &r->seed, &r->has_seed);
-        else if (!strcmp(k, "max_regenerations")) ok = number_field(p, &r->max_regen, 0);
-        else if (!strcmp(k, "stream")) {
-            if (p->i < p->n && p->s[p->i] == 't') { ok = lit(p, "true"); r->stream = 1; }
-            else if (p->i < p->n && p->s[p->i] == 'f') { ok = lit(p, "false"); r->stream = 0; }
-            else if (!is_null(p)) ok = fail(p, "\"stream\" must be a boolean");
-        } else if (!strcmp(k, "banned")) {
-            for (int j = 0; j < r->n_banned; ++j) buf_free(&r->banned[j]);
-            r->n_banned = 0;
-            if (is_null(p)) {
-            } else if (p->i >= p->n || p->s[p->i] != '[') {
-                ok = fail(p, "\"banned\" must be an array of strings");
-            } else {
-                ++p->i;
-                ws(p);
-                if (p->i < p->n && p->s[p->i] == ']') ++p->i;
-                else for (;;) {
-                    ws(p);
-                    if (r->n_banned == kMaxBanned) { ok = fail(p, "\"banned\" has more than 64 words"); break; }
-                    buf s = {0};
-                    if (!str(p, &s)) { buf_free(&s); ok = fail(p, "\"banned\" must be an array of strings"); break; }
-                    r->banned[r->n_banned++] = s;
-                    ws(p);
-                    if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-                    if (p->i < p->n && p->s[p->i] == ']') { ++p->i; break; }
-                    ok = fail(p, "expected ',' or ']' in \"banned\"");
-                    break;
-                }
-            }
-        } else ok = value(p);
-        int oom = key.oom;
-        buf_free(&key);
-        if (oom) return fail(p, "out of memory");
-        if (!ok) return 0;
-        ws(p);
-        if (p->i < p->n && p->s[p->i] == ',') { ++p->i; continue; }
-        if (p->i < p->n && p->s[p->i] == '}') { ++p->i; break; }
-        return fail(p, "expected ',' or '}'");
-    }
-end:
-    ws(p);
-    if (p->i != p->n) return fail(p, "trailing characters after the JSON object");
-    return 1;
+static int request_field(parser* p, const char* k, void* ctx) {
+    request* r = (request*)ctx;
+    int ok = openai_field(p, k, &r->f);
+    if (ok >= 0) return ok;
+    if (!strcmp(k, "max_regenerations")) return number_field(p, &r->max_regen, 0);
+    if (!strcmp(k, "banned"))
+        return str_list(p, r->banned, &r->n_banned, kMaxBanned, 0, "\"banned\" must be an array of strings",
+                        "\"banned\" has more than 64 words");
+    return -1;
 }
 
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
@@ -142,15 +55,6 @@ static int completes_banned(const request* r, const char* text, size_t n, size_t
         }
     }
     return 0;
-}
-
-static int32_t model_info_int(int32_t model, const char* key) {
-    char info[1024];
-    int32_t n = realm_model_info(model, info, (int32_t)sizeof info - 1);
-    if (n < 0 || n > (int32_t)sizeof info - 1) return 0;
-    info[n] = 0;
-    const char* k = strstr(info, key);
-    return k ? (int32_t)atol(k + strlen(key)) : 0;
 }
 
 typedef struct {
@@ -186,11 +90,7 @@ static int32_t respond_policy_error(const char* msg, int regen) {
 static int32_t handle(const char* req, size_t len) {
     request r;
     memset(&r, 0, sizeof r);
-    r.temperature = 1.0;
-    r.top_p = 1.0;
-    r.repeat_penalty = 1.0;
-    r.repeat_last_n = 64;
-    r.typical_p = 1.0;
+    openai_fields_init(&r.f);
     r.max_regen = 8;
     parser p = {req, len, 0, 0, 0};
     int32_t rc = 0;
@@ -204,12 +104,12 @@ static int32_t handle(const char* req, size_t len) {
     int32_t model = 0, seq = 0;
     int regen = 0;
 
-    if (!parse_request(&p, &r)) {
+    if (!json_object(&p, request_field, &r)) {
         rc = respond_error("invalid_request_error", "invalid request JSON", p.err ? p.err : "parse error");
         goto done;
     }
-    if (!r.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
-    if (!r.messages && !r.has_prompt) {
+    if (!r.f.model.n) { rc = respond_error("invalid_request_error", "\"model\" is required", 0); goto done; }
+    if (!r.f.messages && !r.f.has_prompt) {
         rc = respond_error("invalid_request_error", "one of \"messages\" or \"prompt\" is required", 0);
         goto done;
     }
@@ -222,39 +122,39 @@ static int32_t handle(const char* req, size_t len) {
         rc = respond_error("invalid_request_error", "\"max_regenerations\" must be in [0, 14]", 0);
         goto done;
     }
-    if (!(r.temperature >= 0 && r.temperature <= 1e30) || !(r.typical_p > 0 && r.typical_p <= 1) ||
-        !(r.frequency_penalty >= -1e30 && r.frequency_penalty <= 1e30) ||
-        !(r.presence_penalty >= -1e30 && r.presence_penalty <= 1e30) ||
-        !(r.top_k >= -2147483648.0 && r.top_k <= 2147483647.0) ||
-        !(r.repeat_last_n >= -1 && r.repeat_last_n <= 2147483647.0) ||
-        (r.has_max_tokens && !(r.max_tokens >= 1 && r.max_tokens <= 2147483647.0)) ||
-        (r.has_seed && !(r.seed >= 0 && r.seed < 18446744073709551616.0))) {
+    if (!(r.f.temperature >= 0 && r.f.temperature <= 1e30) || !(r.f.typical_p > 0 && r.f.typical_p <= 1) ||
+        !(r.f.frequency_penalty >= -1e30 && r.f.frequency_penalty <= 1e30) ||
+        !(r.f.presence_penalty >= -1e30 && r.f.presence_penalty <= 1e30) ||
+        !(r.f.top_k >= -2147483648.0 && r.f.top_k <= 2147483647.0) ||
+        !(r.f.repeat_last_n >= -1 && r.f.repeat_last_n <= 2147483647.0) ||
+        (r.f.has_max_tokens && !(r.f.max_tokens >= 1 && r.f.max_tokens <= 2147483647.0)) ||
+        (r.f.has_seed && !(r.f.seed >= 0 && r.f.seed < 18446744073709551616.0))) {
         rc = respond_error("invalid_request_error", "a sampling parameter is out of range", 0);
         goto done;
     }
 
-    model = realm_model_open(r.model.p, (int32_t)r.model.n);
+    model = realm_model_open(r.f.model.p, (int32_t)r.f.model.n);
     if (model < 0) {
-        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.model.p)
+        rc = model == REALM_E_NOT_FOUND ? respond_error("invalid_request_error", "no such model", r.f.model.p)
                                         : host_error("model_open");
         goto done;
     }
     const char* text;
     int32_t text_len;
     uint32_t tflags;
-    if (r.messages) {
-        int32_t need = realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
+    if (r.f.messages) {
+        int32_t need = realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT, 0, 0);
         if (need < 0) { rc = host_error("chat template"); goto done; }
         rendered = (char*)malloc((size_t)need + 1);
         if (!rendered) { rc = respond_error("server_error", "out of memory", 0); goto done; }
-        if (realm_chat_template(model, r.messages, (int32_t)r.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
+        if (realm_chat_template(model, r.f.messages, (int32_t)r.f.messages_len, REALM_TEMPLATE_ADD_GENERATION_PROMPT,
                                 rendered, need) != need) { rc = host_error("chat template"); goto done; }
         text = rendered;
         text_len = need;
         tflags = REALM_TOKENIZE_ADD_SPECIAL | REALM_TOKENIZE_PARSE_SPECIAL;
     } else {
-        text = r.prompt.p ? r.prompt.p : "";
-        text_len = (int32_t)r.prompt.n;
+        text = r.f.prompt.p ? r.f.prompt.p : "";
+        text_len = (int32_t)r.f.prompt.n;
         tflags = REALM_TOKENIZE_ADD_SPECIAL;
     }
     int32_t n_tok = realm_tokenize(model, text, text_len, tflags, 0, 0);
@@ -265,7 +165,7 @@ static int32_t handle(const char* req, size_t len) {
         rc = respond_error("invalid_request_error", "the prompt does not fit the model's context", 0);
         goto done;
     }
-    const int32_t cap_tok = n_ctx > 0 ? n_ctx + 1 : n_tok + (r.has_max_tokens ? (int32_t)r.max_tokens : 4096) + 1;
+    const int32_t cap_tok = n_ctx > 0 ? n_ctx + 1 : n_tok + (r.f.has_max_tokens ? (int32_t)r.f.max_tokens : 4096) + 1;
     toks = (int32_t*)malloc((size_t)cap_tok * sizeof(int32_t));
     bans = (realm_logit_bias*)malloc(kMaxBansPerPos * sizeof *bans);
     piece = (char*)malloc(4096);
@@ -277,21 +177,21 @@ static int32_t handle(const char* req, size_t len) {
     if (realm_seq_feed(seq, toks, n_tok) < 0) { rc = host_error("seq_feed"); goto done; }
 
     realm_sampling_params sp;
-    sp.temperature = (float)r.temperature;
-    sp.top_p = (float)r.top_p;
-    sp.min_p = (float)r.min_p;
-    sp.top_k = (int32_t)r.top_k;
-    sp.repeat_penalty = (float)r.repeat_penalty;
-    sp.repeat_last_n = (int32_t)r.repeat_last_n;
-    sp.seed = r.has_seed ? (uint64_t)r.seed : (uint64_t)realm_now_ms();
-    sp.frequency_penalty = (float)r.frequency_penalty;
-    sp.presence_penalty = (float)r.presence_penalty;
-    sp.typical_p = (float)r.typical_p;
+    sp.temperature = (float)r.f.temperature;
+    sp.top_p = (float)r.f.top_p;
+    sp.min_p = (float)r.f.min_p;
+    sp.top_k = (int32_t)r.f.top_k;
+    sp.repeat_penalty = (float)r.f.repeat_penalty;
+    sp.repeat_last_n = (int32_t)r.f.repeat_last_n;
+    sp.seed = r.f.has_seed ? (uint64_t)r.f.seed : (uint64_t)realm_now_ms();
+    sp.frequency_penalty = (float)r.f.frequency_penalty;
+    sp.presence_penalty = (float)r.f.presence_penalty;
+    sp.typical_p = (float)r.f.typical_p;
     sp.n_logit_bias = 0;
     sp.logit_bias = (uint32_t)(uintptr_t)bans;
     sp.step_flags = 0;
 
-    o.stream = r.stream;
+    o.stream = r.f.stream;
     long long n_gen = 0; /* accepted completion tokens, plus the end-of-generation step */
     int32_t length = n_tok;
     const char* finish = "stop";
@@ -338,7 +238,7 @@ static int32_t handle(const char* req, size_t len) {
         toks[length++] = tok;
         ++n_gen;
         accept_piece(&o, piece, tl, 0);
-        if ((r.has_max_tokens && n_gen >= (long long)r.max_tokens) || (n_ctx > 0 && length >= n_ctx) ||
+        if ((r.f.has_max_tokens && n_gen >= (long long)r.f.max_tokens) || (n_ctx > 0 && length >= n_ctx) ||
             length >= cap_tok) {
             accept_piece(&o, "", 0, 1);
             finish = "length";
@@ -349,9 +249,9 @@ static int32_t handle(const char* req, size_t len) {
     if (o.text.oom || o.raw.oom || o.pending.oom) { rc = respond_error("server_error", "out of memory", 0); goto done; }
     {
         buf b = {0};
-        const int chat = r.messages != 0;
+        const int chat = r.f.messages != 0;
         buf_str(&b, chat ? "{\"object\":\"chat.completion\",\"model\":" : "{\"object\":\"text_completion\",\"model\":");
-        json_str(&b, r.model.p, r.model.n);
+        json_str(&b, r.f.model.p, r.f.model.n);
         buf_str(&b, ",\"choices\":[{\"index\":0,");
         if (chat) {
             buf_str(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
@@ -388,8 +288,7 @@ done:
     buf_free(&o.raw);
     buf_free(&o.pending);
     buf_free(&o.text);
-    buf_free(&r.model);
-    buf_free(&r.prompt);
+    openai_fields_free(&r.f);
     for (int j = 0; j < r.n_banned; ++j) buf_free(&r.banned[j]);
     return rc < 0 ? rc : 0;
 }
