@@ -126,6 +126,21 @@ ensure_node_ref() {
   export REALM_GGML_LIB_DIR="$NODE_REF/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
 }
 
+# The official npm `openai` client, for the server tests (tests/py/test_server_node.py).
+NPM_OPENAI_VERSION=7.57.0
+ensure_node_openai() {
+  local dir="$REALM_CACHE/npm-openai-$NPM_OPENAI_VERSION"
+  if [ ! -f "$dir/.complete" ]; then
+    log "installing npm openai $NPM_OPENAI_VERSION into $dir"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    echo '{"name":"realm-openai-client","private":true,"type":"module"}' > "$dir/package.json"
+    (cd "$dir" && npm install -q --no-audit --no-fund "openai@$NPM_OPENAI_VERSION" >/dev/null)
+    touch "$dir/.complete"
+  fi
+  export REALM_NPM_OPENAI="$dir"
+}
+
 # The sandbox layer builds the Wasmtime C API with cargo (rustup's toolchain on this machine kind).
 ensure_rust() {
   if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi

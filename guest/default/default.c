@@ -270,7 +270,11 @@ static int32_t handle(const char* req, size_t len) {
     }
     seq = realm_seq_open(model);
     if (seq < 0) { rc = host_error("seq_open"); goto done; }
-    if (realm_seq_feed(seq, toks, n_tok) < 0) { rc = host_error("seq_feed"); goto done; }
+    {
+        /* A cancelled client gets no response: the host reports the request as cancelled. */
+        int32_t fed = realm_seq_feed(seq, toks, n_tok);
+        if (fed < 0) { rc = fed == REALM_E_CANCELLED ? REALM_E_CANCELLED : host_error("seq_feed"); goto done; }
+    }
 
     realm_sampling_params sp;
     sp.temperature = clampf(r.f.temperature);

@@ -4,9 +4,11 @@
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/admin.hpp"
 #include "cli/bench.hpp"
 #include "cli/generate.hpp"
 #include "cli/guest_cmd.hpp"
+#include "cli/serve.hpp"
 
 namespace {
 
@@ -128,6 +130,9 @@ int main(int argc, char** argv) {
     guest_run->add_option("-t,--threads", guest_opts.n_threads, "Threads (default: all cores)");
     guest_run->add_option("--timeout-ms", guest_opts.timeout_ms, "Time budget of the request")->capture_default_str();
 
+    // tenant / key / usage, and `guest register`: admin commands over the server's database.
+    realm::cli::AdminCommands admin(app, *guest);
+
     realm::cli::BenchOptions bench_opts;
     auto* bench = app.add_subcommand("bench", "Prompt-processing (pp) and generation (tg) speed, as llama-bench measures it");
     bench->add_option("-m,--model", bench_opts.models, "GGUF model file (repeatable)")->required();
@@ -137,11 +142,28 @@ int main(int argc, char** argv) {
     bench->add_option("-t,--threads", bench_opts.n_threads, "Threads (default: all cores)");
     bench->add_option("-o,--output", bench_opts.output, "md or json")->check(CLI::IsMember({"md", "json"}))->capture_default_str();
 
+    realm::cli::ServeOptions serve_opts;
+    auto* serve = app.add_subcommand("serve", "The OpenAI-compatible HTTP server (tenants and keys in <data-dir>/realm.db)");
+    serve->add_option("--host", serve_opts.host, "Address to listen on")->capture_default_str();
+    serve->add_option("--port", serve_opts.port, "Port (0: any free port)")->capture_default_str();
+    serve->add_option("--data-dir", serve_opts.data_dir, "Data directory (default: $REALM_DATA_DIR, else ~/.local/share/realm)");
+    serve->add_option("--model", serve_opts.models, "NAME=PATH of a GGUF model (repeatable; default: smollm2=SmolLM2-135M-Instruct)");
+    serve->add_option("-t,--threads", serve_opts.n_threads, "Engine threads per model (default: all cores)");
+    serve->add_option("-c,--ctx", serve_opts.n_ctx, "Context per sequence in tokens")->capture_default_str();
+    serve->add_option("--admin-key", serve_opts.admin_key, "Admin API key (default: $REALM_ADMIN_KEY)");
+    serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+    serve->add_option("--max-concurrent", serve_opts.max_concurrent, "Requests running at once")->capture_default_str()->check(CLI::Range(1, 1024));
+    serve->add_option("--max-queue", serve_opts.max_queue, "Requests waiting for a slot (503 beyond)")->capture_default_str();
+    serve->add_option("--shutdown-grace", serve_opts.shutdown_grace_s, "Seconds in-flight requests get on SIGINT/SIGTERM")->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
+
+    if (serve->parsed()) return realm::cli::serve(serve_opts);
 
     if (bench->parsed()) return realm::cli::bench(bench_opts);
 
     if (guest_run->parsed()) return realm::cli::guest_run(guest_opts);
+    if (admin.parsed()) return admin.run();
 
     if (run->parsed()) {
         run_opts.sampling.seed = run_seed;

@@ -64,6 +64,12 @@ struct Call {
     bool cancelled() const { return r.request->cancelled && r.request->cancelled->load(std::memory_order_relaxed); }
     bool past_deadline() const { return Clock::now() >= r.deadline; }
 
+    // A feed the engine stopped because the client went away is a cancellation, not a backend fault.
+    int32_t feed_failed(const char* what, const Error& e) {
+        if (cancelled()) return fail(REALM_E_CANCELLED, std::string(what) + ": request cancelled by the client");
+        return fail(REALM_E_BACKEND, std::string(what) + ": " + e.message);
+    }
+
     // Common gate before work that may take a while: 0 to proceed, else an error code (or a trap).
     int32_t gate(const char* what) {
         if (past_deadline())
@@ -445,7 +451,7 @@ int32_t h_seq_feed(Call& c) {
     auto toks = tokens_arg(c, c.u32(1), n, *s->model, "seq_feed");
     if (!toks) return c.last_code;
     if (int32_t g = c.gate("seq_feed")) return g;
-    if (auto st = s->seq->feed(*toks); !st) return c.fail(REALM_E_BACKEND, "seq_feed: " + st.error().message);
+    if (auto st = s->seq->feed(*toks); !st) return c.feed_failed("seq_feed", st.error());
     const size_t len = s->seq->length();
     return len > static_cast<size_t>(std::numeric_limits<int32_t>::max()) ? std::numeric_limits<int32_t>::max()
                                                                           : static_cast<int32_t>(len);
@@ -521,7 +527,7 @@ int32_t h_step(Call& c) {
     if (!piece) return c.fail(REALM_E_BACKEND, "step: " + piece.error().message);
     const bool eog = s->model->is_end_of_generation(tok);
     if (!eog && (flags & REALM_STEP_NO_FEED) == 0) {
-        if (auto st = s->seq->feed(one); !st) return c.fail(REALM_E_BACKEND, "step: " + st.error().message);
+        if (auto st = s->seq->feed(one); !st) return c.feed_failed("step", st.error());
     }
     const size_t text_len = std::min<size_t>(piece->size(), static_cast<size_t>(std::numeric_limits<int32_t>::max()));
     realm_step_result res{tok, eog ? REALM_STEP_END_OF_GENERATION : 0u, static_cast<int32_t>(text_len), 0};
