@@ -17,7 +17,7 @@ struct ServeOptions {
     uint32_t n_ctx = 2048;                 // context per sequence
     std::string admin_key;                 // empty: $REALM_ADMIN_KEY (if set)
     uint64_t max_body_bytes = 4ull << 20;
-    uint32_t max_concurrent = 8;           // requests running in guests at once
+    uint32_t max_concurrent = 16;          // requests running in guests at once
     uint32_t max_queue = 64;               // admitted requests waiting; beyond: 503
     uint32_t shutdown_grace_s = 10;
 };
