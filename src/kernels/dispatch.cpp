@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/quants.hpp"
+#include "kernels/simd_table.hpp"
 
 namespace realm::kernels {
 namespace {
@@ -117,6 +118,60 @@ const KernelTraits* kernel_traits(TensorType type) {
     }
     return nullptr;
 }
+
+namespace {
+
+using SimdTable = std::array<KernelTraits, kTable.size()>;
+
+SimdTable make_simd_table(detail::SimdKernelList list) {
+    SimdTable table = kTable;
+    for (size_t i = 0; i < list.count; ++i) {
+        const detail::SimdKernels& k = list.items[i];
+        for (auto& t : table) {
+            if (t.type != k.type) continue;
+            if (k.vec_dot != nullptr) t.vec_dot = k.vec_dot;
+            if (k.quantize != nullptr) t.quantize = k.quantize;
+        }
+    }
+    return table;
+}
+
+const SimdTable* simd_table(Isa isa) {
+    if (isa == Isa::Scalar || !isa_supported(isa)) return nullptr;
+    if (isa == Isa::Avx2) {
+        static const SimdTable avx2 = make_simd_table(detail::avx2_kernels());
+        return &avx2;
+    }
+    static const SimdTable avx512 = make_simd_table(detail::avx512_kernels());
+    return &avx512;
+}
+
+}  // namespace
+
+const KernelTraits* kernel_traits(TensorType type, Isa isa) {
+    const SimdTable* table = simd_table(isa);
+    if (table == nullptr) return kernel_traits(type);
+    for (const auto& t : *table) {
+        if (t.type == type) return &t;
+    }
+    return nullptr;
+}
+
+const SimdOps* simd_ops(Isa isa) {
+    if (isa == Isa::Scalar || !isa_supported(isa)) return nullptr;
+    return isa == Isa::Avx2 ? detail::avx2_kernels().ops : detail::avx512_kernels().ops;
+}
+
+namespace detail {
+TileFn tile_fn(TensorType type, Isa isa) {
+    if (isa == Isa::Scalar || !isa_supported(isa)) return nullptr;
+    const SimdKernelList list = isa == Isa::Avx2 ? avx2_kernels() : avx512_kernels();
+    for (size_t i = 0; i < list.count; ++i) {
+        if (list.items[i].type == type) return list.items[i].tile;
+    }
+    return nullptr;
+}
+}  // namespace detail
 
 Result<size_t> row_size(TensorType type, int64_t n) {
     auto t = traits_or_error(type);

@@ -20,6 +20,7 @@
 
 #include "gguf/result.hpp"
 #include "gguf/types.hpp"
+#include "kernels/isa.hpp"
 
 namespace realm::kernels {
 
@@ -254,6 +255,11 @@ struct KernelTraits {
 // F64) and for unknown values.
 const KernelTraits* kernel_traits(TensorType type);
 inline bool has_kernels(TensorType type) { return kernel_traits(type) != nullptr; }
+// The same traits with the SIMD vec_dot and activation quantizer of `isa` where it has them
+// (Isa::Scalar, or an ISA this CPU lacks: the scalar reference). The SIMD dot products sum in a
+// different float order and agree with the scalar ones within rounding; the SIMD activation
+// quantizers give the scalar bytes for finite inputs.
+const KernelTraits* kernel_traits(TensorType type, Isa isa);
 
 // Bytes needed for n elements of `type`; error if the type has no kernels, n is negative or not
 // a multiple of the block size, or the size overflows.

@@ -10,7 +10,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -43,18 +42,20 @@ private:
     std::vector<std::thread> workers_;
     std::mutex call_mutex_;  // serialises parallel_for calls
 
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    std::condition_variable done_;
-    uint64_t generation_ = 0;
-    size_t active_ = 0;  // workers still inside the current loop
-    bool stop_ = false;
+    // Start and finish are signalled through two atomics: the workers and the caller spin on
+    // them for up to 200 us (a forward pass issues loops back to back, and a futex
+    // wake-up costs more than a small loop) and then sleep in atomic::wait (a futex).
+    // Each on its own cache line: the chunk counter is hit once per chunk by every thread and
+    // must not evict the loop description the others are reading.
+    alignas(64) std::atomic<uint32_t> generation_{0};  // bumped to start a loop (or to stop)
+    std::atomic<bool> stop_{false};
+    alignas(64) std::atomic<uint32_t> active_{0};  // workers still inside the current loop
 
-    // The current loop.
-    const Body* body_ = nullptr;
+    // The current loop; written before generation_ is bumped (release), read after (acquire).
+    alignas(64) const Body* body_ = nullptr;
     size_t n_ = 0;
     size_t grain_ = 1;
-    std::atomic<size_t> next_{0};
+    alignas(64) std::atomic<size_t> next_{0};
 };
 
 }  // namespace realm::kernels

@@ -8,6 +8,9 @@
 #include <utility>
 
 #include "kernels/fp16.hpp"
+#include "kernels/isa.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/ops.hpp"
 
 namespace realm::model {
 
@@ -107,8 +110,6 @@ void swiglu_row(float* gate, const float* up, size_t n) {
     for (; i < n / 4 * 4; ++i) gate[i] = (gate[i] / (1.0f + expf_ggml(0.0f - gate[i]))) * up[i];
     for (; i < n; ++i) gate[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
 }
-
-size_t round_up8(size_t n) { return (n + 7) / 8 * 8; }
 
 class Loader {
 public:
@@ -437,34 +438,9 @@ Result<Sequence> Model::new_sequence(uint32_t n_ctx) const {
 }
 
 void Model::matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const {
-    const kernels::KernelTraits& kt = *w.traits;
-    const auto cols = static_cast<size_t>(w.cols);
-    const auto rows = static_cast<size_t>(w.rows);
-    const std::byte* act = nullptr;
-    size_t stride = 0;
-    if (kt.vec_dot_type == TensorType::F32) {
-        act = reinterpret_cast<const std::byte*>(x);
-        stride = cols * sizeof(float);
-    } else {
-        const kernels::KernelTraits* at = kernels::kernel_traits(kt.vec_dot_type);
-        stride = round_up8(static_cast<size_t>(cols / static_cast<size_t>(at->block_size)) * at->type_size);
-        const size_t words = stride / 8 * n_tokens;
-        if (ws.act.size() < words) ws.act.resize(words);
-        auto* base = reinterpret_cast<std::byte*>(ws.act.data());
-        for (size_t t = 0; t < n_tokens; ++t) {
-            at->quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
-        }
-        act = base;
-    }
-    const size_t grain = std::max<size_t>(1, rows / (pool_->size() * 8));
-    pool_->parallel_for(rows, grain, [&](size_t begin, size_t end, size_t) {
-        for (size_t r = begin; r < end; ++r) {
-            const std::byte* wr = w.data + r * w.row_bytes;
-            for (size_t t = 0; t < n_tokens; ++t) {
-                y[t * rows + r] = kt.vec_dot(static_cast<int64_t>(cols), wr, act + t * stride);
-            }
-        }
-    });
+    // With the scalar ISA this is ggml's scalar vec_dot per (row, token): the bit-exact path.
+    kernels::matmul({w.tensor->type, w.data, w.rows, w.cols, w.row_bytes}, x, n_tokens, y, *pool_, ws.mm,
+                    kernels::active_isa());
 }
 
 void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const {
@@ -483,6 +459,8 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
     if (ws.thread_buf.size() < size_t{max_ctx} * pool_->size()) ws.thread_buf.resize(size_t{max_ctx} * pool_->size());
     if (ws.thread_buf16.size() < per_thread16 * pool_->size()) ws.thread_buf16.resize(per_thread16 * pool_->size());
 
+    // SIMD attention rows unless the scalar (ggml-exact) ISA is selected.
+    const kernels::SimdOps* ops = kernels::simd_ops(kernels::active_isa());
     pool_->parallel_for(n_tokens * n_head, 1, [&](size_t begin, size_t end, size_t thread) {
         float* scores = ws.thread_buf.data() + thread * max_ctx;
         uint16_t* w16 = ws.thread_buf16.data() + thread * per_thread16;
@@ -500,33 +478,43 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
             const uint32_t n_kv = pos + 1;
             // Keys before j0 are outside the sliding window: their softmax weight is exactly 0.
             const uint32_t j0 = swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0;
-            float mx = -std::numeric_limits<float>::infinity();
-            for (uint32_t j = j0; j < n_kv; ++j) {
-                const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
-                scores[j] = d * kq_scale;
-                mx = std::max(mx, scores[j]);
-            }
-            // ggml_soft_max (ggml_vec_soft_max_f32, baseline x86-64 variant): ggml_v_expf, each
-            // group of 4 cells from cell 0 summed in float as (e0+e1)+(e2+e3), the group sums
-            // added in double; then multiply by the float of 1/sum. Cells outside the window or
-            // past the last position (masked, -inf) contribute exact zeros; llama.cpp's row length
-            // (the KV cells in view) is a multiple of 256, so it never has a scalar remainder.
-            for (uint32_t j = j0; j < n_kv; ++j) scores[j] = expf_ggml(scores[j] - mx);
-            double sum = 0.0;
-            for (uint32_t j4 = j0 / 4 * 4; j4 < n_kv; j4 += 4) {
-                float e[4];
-                for (uint32_t l = 0; l < 4; ++l) {
-                    const uint32_t j = j4 + l;
-                    e[l] = j >= j0 && j < n_kv ? scores[j] : 0.0f;
+            if (ops != nullptr) {
+                // SIMD: scaled F16 scores of all keys in view, then a fused softmax to F16 weights.
+                ops->f16_dots(q16, K + size_t{j0} * kd + size_t{g} * hk, kd, hk, n_kv - j0, kq_scale, scores + j0);
+                ops->softmax_f16(scores + j0, n_kv - j0, w16 + j0);
+            } else {
+                float mx = -std::numeric_limits<float>::infinity();
+                for (uint32_t j = j0; j < n_kv; ++j) {
+                    const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
+                    scores[j] = d * kq_scale;
+                    mx = std::max(mx, scores[j]);
                 }
-                sum += static_cast<double>((e[0] + e[1]) + (e[2] + e[3]));
+                // ggml_soft_max (ggml_vec_soft_max_f32, baseline x86-64 variant): ggml_v_expf, each
+                // group of 4 cells from cell 0 summed in float as (e0+e1)+(e2+e3), the group sums
+                // added in double; then multiply by the float of 1/sum. Cells outside the window or
+                // past the last position (masked, -inf) contribute exact zeros; llama.cpp's row length
+                // (the KV cells in view) is a multiple of 256, so it never has a scalar remainder.
+                for (uint32_t j = j0; j < n_kv; ++j) scores[j] = expf_ggml(scores[j] - mx);
+                double sum = 0.0;
+                for (uint32_t j4 = j0 / 4 * 4; j4 < n_kv; j4 += 4) {
+                    float e[4];
+                    for (uint32_t l = 0; l < 4; ++l) {
+                        const uint32_t j = j4 + l;
+                        e[l] = j >= j0 && j < n_kv ? scores[j] : 0.0f;
+                    }
+                    sum += static_cast<double>((e[0] + e[1]) + (e[2] + e[3]));
+                }
+                const auto inv = static_cast<float>(1.0 / sum);
+                for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
             }
-            const auto inv = static_cast<float>(1.0 / sum);
-            for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
             float* out = ws.attn.data() + t * od + size_t{h} * hv;
-            for (uint32_t d = 0; d < hv; ++d) {
-                const uint16_t* vrow = Vt + (size_t{g} * hv + d) * s.n_ctx_;
-                out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
+            if (ops != nullptr) {
+                ops->f16_dots(w16 + j0, Vt + size_t{g} * hv * s.n_ctx_ + j0, s.n_ctx_, n_kv - j0, hv, 1.0f, out);
+            } else {
+                for (uint32_t d = 0; d < hv; ++d) {
+                    const uint16_t* vrow = Vt + (size_t{g} * hv + d) * s.n_ctx_;
+                    out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
+                }
             }
         }
     });
@@ -606,10 +594,19 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         }
     }
     const float* freq_factors = rope_freqs_.empty() ? nullptr : rope_freqs_.data();
+    // SIMD element-wise kernels unless the scalar (ggml-exact) ISA is selected.
+    const kernels::SimdOps* ops = kernels::simd_ops(kernels::active_isa());
+    auto norm = [&](const float* in, const float* w, float* out, size_t n) {
+        if (ops != nullptr) {
+            ops->rms_norm(in, w, out, n, hp_.rms_eps);
+        } else {
+            rms_norm(in, w, out, n, hp_.rms_eps);
+        }
+    };
 
     for (uint32_t il = 0; il < hp_.n_layer; ++il) {
         const Layer& L = layers_[il];
-        for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.attn_norm.data(), xn + t * E, E, hp_.rms_eps);
+        for (size_t t = 0; t < T; ++t) norm(x + t * E, L.attn_norm.data(), xn + t * E, E);
         matmul(ws, L.wq, xn, T, ws.q.data());
         matmul(ws, L.wk, xn, T, ws.k_cur.data());
         matmul(ws, L.wv, xn, T, ws.v_cur.data());
@@ -630,7 +627,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
             const auto pos = static_cast<int32_t>(ws.tok_pos[t]);
             for (uint32_t h = 0; h < hp_.n_head; ++h) {
                 float* q = ws.q.data() + t * qd + size_t{h} * hk;
-                if (!L.attn_q_norm.empty()) rms_norm(q, L.attn_q_norm.data(), q, hk, hp_.rms_eps);
+                if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
                 rope(q, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
                 if (hp_.arch == Arch::Gemma3) {
                     for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
@@ -638,7 +635,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
             }
             for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
                 float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
-                if (!L.attn_k_norm.empty()) rms_norm(k, L.attn_k_norm.data(), k, hk, hp_.rms_eps);
+                if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
                 rope(k, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
             }
             // Store K and V (transposed) in the cache.
@@ -654,11 +651,11 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         matmul(ws, L.wo, ws.attn.data(), T, tmp);
         add_bias(tmp, L.bo);
         for (size_t t = 0; t < T; ++t) {
-            if (!L.attn_post_norm.empty()) rms_norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
+            if (!L.attn_post_norm.empty()) norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E);
             for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
         }
         // Feed-forward.
-        for (size_t t = 0; t < T; ++t) rms_norm(x + t * E, L.ffn_norm.data(), xn + t * E, E, hp_.rms_eps);
+        for (size_t t = 0; t < T; ++t) norm(x + t * E, L.ffn_norm.data(), xn + t * E, E);
         float* gate = ws.gate.data();
         float* up = ws.up.data();
         matmul(ws, L.ffn_gate, xn, T, gate);
@@ -666,11 +663,17 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         if (hp_.arch == Arch::Gemma3) {
             for (size_t i = 0; i < T * F; ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
         } else {
-            for (size_t t = 0; t < T; ++t) swiglu_row(gate + t * F, up + t * F, F);
+            if (ops != nullptr) {
+                pool_->parallel_for(T, 1, [&](size_t b0, size_t b1, size_t) {
+                    for (size_t t = b0; t < b1; ++t) ops->silu_mul(gate + t * F, up + t * F, F);
+                });
+            } else {
+                for (size_t t = 0; t < T; ++t) swiglu_row(gate + t * F, up + t * F, F);
+            }
         }
         matmul(ws, L.ffn_down, gate, T, tmp);
         for (size_t t = 0; t < T; ++t) {
-            if (!L.ffn_post_norm.empty()) rms_norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E, hp_.rms_eps);
+            if (!L.ffn_post_norm.empty()) norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E);
             for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
         }
     }
@@ -681,7 +684,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         for (const BatchItem& it : items) {
             t_end += it.tokens.size();
             if (it.logits) {
-                rms_norm(x + (t_end - 1) * E, output_norm_.data(), xn + n_out * E, E, hp_.rms_eps);
+                norm(x + (t_end - 1) * E, output_norm_.data(), xn + n_out * E, E);
                 ++n_out;
             }
         }

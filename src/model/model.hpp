@@ -33,6 +33,7 @@
 #include "gguf/reader.hpp"
 #include "gguf/result.hpp"
 #include "gguf/types.hpp"
+#include "kernels/matmul.hpp"
 #include "kernels/quants.hpp"
 #include "kernels/threadpool.hpp"
 
@@ -177,7 +178,7 @@ private:
     // Scratch of one forward pass, sized for the largest batch seen so far.
     struct Workspace {
         std::vector<float> x, xn, q, k_cur, v_cur, attn, tmp, gate, up, logits;
-        std::vector<uint64_t> act;            // quantized activations (8-byte aligned)
+        kernels::MatmulScratch mm;            // kernels::matmul's buffers (SIMD ISAs)
         std::vector<float> thread_buf;        // per-thread attention scores
         std::vector<uint16_t> thread_buf16;   // per-thread f16 softmax weights and q
         // Per token of the batch: its sequence (index into the items) and position.

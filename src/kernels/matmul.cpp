@@ -1,0 +1,89 @@
+#include "kernels/matmul.hpp"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/quants.hpp"
+#include "kernels/simd_table.hpp"
+
+namespace realm::kernels {
+namespace {
+
+// Weight rows per work item: a multiple of every tile height, small enough to give each thread
+// several items on the small matrices (576 rows -> 36 items) for load balance.
+constexpr size_t kRowBlock = 16;
+// Activation rows per pass over a row block: their quantized rows (~770 KB for 5632 columns)
+// stay in L2 while the block's weight rows, repacked once per pass, are reused from L1.
+constexpr size_t kTokBlock = detail::kTileMaxToks;
+
+size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+}  // namespace
+
+void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPool& pool, MatmulScratch& scratch,
+            Isa isa) {
+    if (n == 0 || w.rows <= 0) return;
+    const KernelTraits& kt = *kernel_traits(w.type, isa);
+    const auto rows = static_cast<size_t>(w.rows);
+    const auto cols = static_cast<size_t>(w.cols);
+
+    const std::byte* act = nullptr;
+    size_t stride = 0;
+    if (kt.vec_dot_type == TensorType::F32) {
+        act = reinterpret_cast<const std::byte*>(x);
+        stride = cols * sizeof(float);
+    } else {
+        const KernelTraits& at = *kernel_traits(kt.vec_dot_type, isa);
+        stride = round_up(cols / static_cast<size_t>(at.block_size) * at.type_size, 64);
+        const size_t words = (stride * n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+        if (scratch.act.size() < words) scratch.act.resize(words);
+        auto* base = reinterpret_cast<std::byte*>(scratch.act.data());
+        const auto quantize_rows = [&](size_t begin, size_t end, size_t) {
+            for (size_t t = begin; t < end; ++t) at.quantize(x + t * cols, base + t * stride, w.cols);
+        };
+        if (n == 1) {
+            quantize_rows(0, 1, 0);
+        } else {
+            pool.parallel_for(n, 1, quantize_rows);
+        }
+        act = base;
+    }
+
+    const detail::TileFn tile = detail::tile_fn(w.type, isa);
+    // One 64-byte aligned scratch area per thread for the tiles.
+    const size_t per_thread = (detail::tile_scratch_bytes(w.cols) + 63) / 64 * 64;
+    std::byte* scratch_base = nullptr;
+    if (tile != nullptr) {
+        const size_t bytes = per_thread * pool.size() + 64;
+        const size_t words = (bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+        if (scratch.tile.size() < words) scratch.tile.resize(words);
+        auto addr = reinterpret_cast<uintptr_t>(scratch.tile.data());
+        scratch_base = reinterpret_cast<std::byte*>((addr + 63) / 64 * 64);
+    }
+    const size_t n_row_blocks = (rows + kRowBlock - 1) / kRowBlock;
+    // A few chunks per thread: enough to even out the load, few enough that handing them out
+    // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
+    const size_t grain = std::max<size_t>(1, n_row_blocks / (pool.size() * 4));
+    pool.parallel_for(n_row_blocks, grain, [&](size_t begin, size_t end, size_t thread) {
+        for (size_t rb = begin; rb < end; ++rb) {
+            const size_t r0 = rb * kRowBlock;
+            const size_t nr = std::min(kRowBlock, rows - r0);
+            const std::byte* wr = w.data + r0 * w.row_bytes;
+            for (size_t t0 = 0; t0 < n; t0 += kTokBlock) {
+                const size_t nt = std::min(kTokBlock, n - t0);
+                if (tile != nullptr) {
+                    tile(w.cols, wr, w.row_bytes, nr, act + t0 * stride, stride, nt, y + t0 * rows + r0, rows,
+                         scratch_base + thread * per_thread);
+                    continue;
+                }
+                for (size_t r = 0; r < nr; ++r) {
+                    for (size_t t = t0; t < t0 + nt; ++t) {
+                        y[t * rows + r0 + r] = kt.vec_dot(w.cols, wr + r * w.row_bytes, act + t * stride);
+                    }
+                }
+            }
+        }
+    });
+}
+
+}  // namespace realm::kernels

@@ -1,0 +1,49 @@
+// Quantized matrix x activation products: y = W x for one weight matrix and n activation rows.
+//
+//   kernels::MatmulScratch scratch;             // reused across calls (activation buffer)
+//   kernels::matmul({type, data, rows, cols, row_bytes}, x, n, y, pool, scratch);
+//
+// The activations are quantized once to the weight type's vec_dot_type, then every
+// (weight row, activation row) pair is computed by the ISA's tile kernel: blocks of weight rows
+// are spread over the threads, and inside a block several weight rows x activation rows share
+// their loads (the rows stay in L1 while the activation rows stream from L2).
+//
+// Determinism: for a given ISA, y[t * rows + r] is bitwise the same whatever n, whichever other
+// activation rows share the batch and however many threads run: a pair's sum is always
+// accumulated block by block in the same order, tiles only share loads. With Isa::Scalar it is
+// the scalar reference (bit-exact with ggml's generic code).
+//
+// Weights stay where they are (the shared file mapping); no repacking.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "gguf/types.hpp"
+#include "kernels/isa.hpp"
+#include "kernels/threadpool.hpp"
+
+namespace realm::kernels {
+
+struct MatmulWeight {
+    TensorType type;
+    const std::byte* data;  // rows * row_bytes bytes, each row aligned for its block type
+    int64_t rows;
+    int64_t cols;           // a multiple of the type's block size
+    size_t row_bytes;
+};
+
+// Per-caller buffers (quantized activations, per-thread tile space); not shared between
+// concurrent calls.
+struct MatmulScratch {
+    std::vector<std::max_align_t> act;
+    std::vector<std::max_align_t> tile;
+};
+
+// y[t * w.rows + r] = row r of w . row t of x (x rows have w.cols floats), t < n. Preconditions
+// (checked by the model loader, not here): w.type has a dot product, shapes are consistent.
+void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPool& pool, MatmulScratch& scratch,
+            Isa isa = active_isa());
+
+}  // namespace realm::kernels

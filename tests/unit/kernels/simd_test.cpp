@@ -1,0 +1,368 @@
+// SIMD kernels against the scalar reference, for every ISA this CPU supports (the others are
+// skipped, naming why): activation quantizers (same bytes), dot products (within a stated
+// tolerance), matmul tiles (bitwise independent of batch, tile position and thread count), and
+// the threadpool.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gguf/types.hpp"
+#include "kernels/fp16.hpp"
+#include "kernels/isa.hpp"
+#include "kernels/matmul.hpp"
+#include "kernels/ops.hpp"
+#include "kernels/quants.hpp"
+#include "kernels/threadpool.hpp"
+#include "test_data.hpp"
+
+namespace realm::kernels {
+namespace {
+
+using testing::Bytes;
+using testing::Dist;
+using testing::make_data;
+using testing::name;
+
+// Tolerance of a SIMD dot product against the scalar one, relative to sum |a_i * b_i| of the
+// dequantized rows: both add the same exact integer block sums times the same float scales, in
+// a different order (8 lanes, then a tree); float rounding of n/32 terms stays below
+// ~n/32 * 2^-24 relative, i.e. < 1e-5 for the sizes here; 2e-5 leaves margin.
+constexpr double kDotTol = 2e-5;
+
+const TensorType kWeightTypes[] = {
+    TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
+    TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
+    TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_NL, TensorType::IQ4_XS,
+};
+
+const Dist kDists[] = {Dist::Uniform, Dist::Gaussian, Dist::Synthetic, Dist::HalfGrid, Dist::Outliers, Dist::Large};
+
+Bytes quantize_scalar(TensorType t, const std::vector<float>& x) {
+    const KernelTraits* k = kernel_traits(t);
+    auto size = row_size(t, static_cast<int64_t>(x.size()));
+    Bytes q(size.ok() ? *size : 0);
+    if (size.ok() && !x.empty()) k->quantize(x.data(), q.data(), static_cast<int64_t>(x.size()));
+    return q;
+}
+
+std::vector<float> dequantize_scalar(TensorType t, const Bytes& q, size_t n) {
+    std::vector<float> out(n);
+    if (n > 0) kernel_traits(t)->dequantize(q.data(), out.data(), static_cast<int64_t>(n));
+    return out;
+}
+
+// Element counts: whole blocks only for block formats (1..9, 13, 17, 33 blocks, so tails of
+// every unroll width appear); any count for the float formats.
+std::vector<size_t> sizes_for(TensorType t) {
+    const auto bs = static_cast<size_t>(kernel_traits(t)->block_size);
+    if (bs == 1) return {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257, 1000, 4099};
+    std::vector<size_t> out;
+    for (size_t b : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17, 33}) out.push_back(b * bs);
+    if (bs == 32) out.push_back(4096);
+    return out;
+}
+
+class Simd : public ::testing::TestWithParam<Isa> {
+protected:
+    void SetUp() override {
+        if (!isa_supported(GetParam())) {
+            GTEST_SKIP() << "this CPU lacks " << isa_name(GetParam()) << " (needs "
+                         << (GetParam() == Isa::Avx2 ? "AVX2+FMA+F16C" : "AVX-512 F/BW/VL + VNNI") << ")";
+        }
+    }
+};
+
+TEST(Isa, NamesAndSelection) {
+    for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) EXPECT_EQ(isa_from_name(isa_name(i)), i);
+    EXPECT_FALSE(isa_from_name("sse9").has_value());
+    EXPECT_TRUE(isa_supported(Isa::Scalar));
+    EXPECT_TRUE(isa_supported(best_isa()));
+    const Isa before = active_isa();
+    EXPECT_TRUE(isa_supported(before));
+    EXPECT_TRUE(set_active_isa(Isa::Scalar));
+    EXPECT_EQ(active_isa(), Isa::Scalar);
+    for (Isa i : {Isa::Avx2, Isa::Avx512}) {
+        EXPECT_EQ(set_active_isa(i), isa_supported(i));
+        if (!isa_supported(i)) {
+            EXPECT_NE(active_isa(), i);
+        }
+    }
+    EXPECT_TRUE(set_active_isa(before));
+    // Scalar traits are the reference table itself.
+    EXPECT_EQ(kernel_traits(TensorType::Q4_0, Isa::Scalar), kernel_traits(TensorType::Q4_0));
+}
+
+TEST_P(Simd, ActivationQuantizersGiveTheScalarBytes) {
+    for (TensorType t : {TensorType::Q8_0, TensorType::Q8_1, TensorType::Q8_K, TensorType::F16, TensorType::BF16}) {
+        SCOPED_TRACE(name(t));
+        const KernelTraits* simd = kernel_traits(t, GetParam());
+        ASSERT_NE(simd, nullptr);
+        uint32_t seed = 7;
+        for (size_t n : sizes_for(t)) {
+            for (Dist d : kDists) {
+                const std::vector<float> x = make_data(d, n, seed++);
+                const Bytes a = quantize_scalar(t, x);
+                Bytes b(a.size());
+                simd->quantize(x.data(), b.data(), static_cast<int64_t>(n));
+                ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << "n=" << n << " " << testing::dist_name(d);
+            }
+        }
+    }
+}
+
+TEST_P(Simd, DotProductsMatchTheScalarReference) {
+    for (TensorType t : kWeightTypes) {
+        SCOPED_TRACE(name(t));
+        const KernelTraits* ref = kernel_traits(t);
+        const KernelTraits* simd = kernel_traits(t, GetParam());
+        const TensorType vt = ref->vec_dot_type;
+        uint32_t seed = 1000;
+        double worst = 0.0;
+        for (size_t n : sizes_for(t)) {
+            for (Dist d : kDists) {
+                const std::vector<float> a = make_data(d, n, seed++);
+                const std::vector<float> b = make_data(Dist::Gaussian, n, seed++);
+                const Bytes qa = quantize_scalar(t, a);
+                const Bytes qb = quantize_scalar(vt, b);
+                const std::vector<float> da = dequantize_scalar(t, qa, n);
+                const std::vector<float> db = dequantize_scalar(vt, qb, n);
+                double abs_sum = 0.0;
+                for (size_t i = 0; i < n; ++i) abs_sum += std::fabs(static_cast<double>(da[i]) * db[i]);
+                const double want = ref->vec_dot(static_cast<int64_t>(n), qa.data(), qb.data());
+                const double got = simd->vec_dot(static_cast<int64_t>(n), qa.data(), qb.data());
+                if (!std::isfinite(want)) continue;  // Large: fp16 scales overflowed in both
+                const double err = std::fabs(got - want);
+                worst = std::max(worst, err / (abs_sum + 1e-30));
+                ASSERT_LE(err, kDotTol * abs_sum + 1e-30)
+                    << "n=" << n << " " << testing::dist_name(d) << " got=" << got << " want=" << want;
+            }
+        }
+        std::printf("  %-7s %-6s worst |simd - scalar| / sum|a*b| = %.3g\n", name(t).c_str(),
+                    std::string(isa_name(GetParam())).c_str(), worst);
+    }
+}
+
+// A weight matrix and activations for the matmul tests.
+struct Problem {
+    TensorType type;
+    int64_t rows;
+    int64_t cols;
+    Bytes w;
+    size_t row_bytes;
+    std::vector<float> x;  // n_tok rows of cols
+};
+
+Problem make_problem(TensorType t, int64_t rows, int64_t cols, size_t n_tok, uint32_t seed) {
+    Problem p{t, rows, cols, Bytes(), 0, {}};
+    p.row_bytes = *row_size(t, cols);
+    p.w = Bytes(p.row_bytes * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::vector<float> v = make_data(Dist::Gaussian, static_cast<size_t>(cols), seed + static_cast<uint32_t>(r));
+        const Bytes q = quantize_scalar(t, v);
+        std::memcpy(p.w.data() + static_cast<size_t>(r) * p.row_bytes, q.data(), p.row_bytes);
+    }
+    p.x = make_data(Dist::Uniform, static_cast<size_t>(cols) * n_tok, seed + 99991);
+    return p;
+}
+
+std::vector<float> run_matmul(const Problem& p, const float* x, size_t n, ThreadPool& pool, Isa isa) {
+    std::vector<float> y(static_cast<size_t>(p.rows) * n, -1.0f);
+    MatmulScratch scratch;
+    matmul({p.type, p.w.data(), p.rows, p.cols, p.row_bytes}, x, n, y.data(), pool, scratch, isa);
+    return y;
+}
+
+TEST_P(Simd, MatmulIsIndependentOfBatchTileAndThreads) {
+    constexpr size_t kTok = 133;  // > one token block (128) and not a multiple of any tile width
+    ThreadPool pool1(1);
+    ThreadPool pool2(2);
+    ThreadPool pool3(3);
+    for (TensorType t : kWeightTypes) {
+        SCOPED_TRACE(name(t));
+        const int64_t cols = kernel_traits(t)->block_size == 1 ? 77 : 3 * kernel_traits(t)->block_size;
+        const int64_t rows = 37;  // ragged against the 16-row blocks and every tile height
+        const Problem p = make_problem(t, rows, cols, kTok, 5);
+        const std::vector<float> full = run_matmul(p, p.x.data(), kTok, pool2, GetParam());
+        // The same pairs through the dot product, one at a time.
+        const KernelTraits* k = kernel_traits(t, GetParam());
+        const TensorType vt = k->vec_dot_type;
+        for (size_t tok = 0; tok < kTok; ++tok) {
+            const std::vector<float> xt(p.x.begin() + static_cast<ptrdiff_t>(tok * cols),
+                                        p.x.begin() + static_cast<ptrdiff_t>((tok + 1) * cols));
+            Bytes qa;
+            const void* act = xt.data();
+            if (vt != TensorType::F32) {
+                qa = Bytes(*row_size(vt, cols));
+                kernel_traits(vt, GetParam())->quantize(xt.data(), qa.data(), cols);
+                act = qa.data();
+            }
+            for (int64_t r = 0; r < rows; ++r) {
+                const float want = k->vec_dot(cols, p.w.data() + static_cast<size_t>(r) * p.row_bytes, act);
+                ASSERT_EQ(std::bit_cast<uint32_t>(full[tok * rows + r]), std::bit_cast<uint32_t>(want))
+                    << "tok=" << tok << " row=" << r;
+            }
+        }
+        // Alone (n = 1), in a batch of 7 starting anywhere, with 1 or 3 threads.
+        for (size_t start : {size_t{0}, size_t{3}, size_t{61}, size_t{127}, size_t{132}}) {
+            const std::vector<float> one = run_matmul(p, p.x.data() + start * cols, 1, pool1, GetParam());
+            for (int64_t r = 0; r < rows; ++r) {
+                ASSERT_EQ(std::bit_cast<uint32_t>(one[r]), std::bit_cast<uint32_t>(full[start * rows + r]));
+            }
+            const size_t n7 = std::min<size_t>(7, kTok - start);
+            const std::vector<float> seven = run_matmul(p, p.x.data() + start * cols, n7, pool3, GetParam());
+            for (size_t i = 0; i < n7 * static_cast<size_t>(rows); ++i) {
+                ASSERT_EQ(std::bit_cast<uint32_t>(seven[i]), std::bit_cast<uint32_t>(full[start * rows + i]));
+            }
+        }
+    }
+}
+
+// Element-wise kernels against double-precision formulas, on random non-zero inputs of every
+// length up to 70 (all tails of the 8-wide loops) and a few long rows. Tolerances: 1e-6
+// relative for sums (float accumulation of up to 4096 terms), 2e-6 for exp-based values (the
+// polynomial is within ~2 ulp of expf), and half an F16 ulp plus that for the F16 softmax.
+TEST_P(Simd, ElementwiseOpsMatchTheirFormulas) {
+    const SimdOps* ops = simd_ops(GetParam());
+    ASSERT_NE(ops, nullptr);
+    std::mt19937 rng(42);
+    std::uniform_real_distribution<float> u(-8.0f, 8.0f);
+    std::vector<size_t> sizes;
+    for (size_t n = 1; n <= 70; ++n) sizes.push_back(n);
+    for (size_t n : {576, 2048, 4096}) sizes.push_back(n);
+    for (size_t n : sizes) {
+        SCOPED_TRACE("n=" + std::to_string(n));
+        std::vector<float> gate(n), up(n), w(n);
+        for (size_t i = 0; i < n; ++i) {
+            gate[i] = u(rng);
+            up[i] = u(rng);
+            w[i] = u(rng);
+        }
+        // SiLU-gated product.
+        std::vector<float> g = gate;
+        ops->silu_mul(g.data(), up.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+            const double want = gate[i] / (1.0 + std::exp(-static_cast<double>(gate[i]))) * up[i];
+            ASSERT_NEAR(g[i], want, 2e-6 * std::fabs(want) + 1e-30) << i;
+        }
+        // RMSNorm, in place and not.
+        double ss = 0.0;
+        for (float v : gate) ss += static_cast<double>(v) * v;
+        const double sc = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-6);
+        std::vector<float> y(n);
+        ops->rms_norm(gate.data(), w.data(), y.data(), n, 1e-6f);
+        std::vector<float> inplace = gate;
+        ops->rms_norm(inplace.data(), w.data(), inplace.data(), n, 1e-6f);
+        for (size_t i = 0; i < n; ++i) {
+            const double want = gate[i] * sc * w[i];
+            ASSERT_NEAR(y[i], want, 1e-6 * std::fabs(want) + 1e-12) << i;
+            ASSERT_EQ(std::bit_cast<uint32_t>(inplace[i]), std::bit_cast<uint32_t>(y[i]));
+        }
+        // Softmax to F16.
+        std::vector<float> x = gate;
+        std::vector<uint16_t> w16(n);
+        ops->softmax_f16(x.data(), n, w16.data());
+        double mx = gate[0], sum = 0.0;
+        for (float v : gate) mx = std::max<double>(mx, v);
+        for (float v : gate) sum += std::exp(v - mx);
+        for (size_t i = 0; i < n; ++i) {
+            const double want = std::exp(gate[i] - mx) / sum;
+            // F16 rounding (2^-11 relative, or the subnormal step 2^-24) plus the exp error.
+            ASSERT_NEAR(fp16_to_fp32(w16[i]), want, want * (std::ldexp(1.0, -11) + 1e-5) + std::ldexp(1.0, -24)) << i;
+        }
+    }
+    // F16 dot products of one query against many keys (any length: head sizes, or positions for V).
+    for (size_t hk : {1, 7, 8, 13, 16, 24, 64, 70, 128, 256, 1000}) {
+        const size_t n_keys = 37;
+        const size_t stride = hk * 3;  // keys of other heads in between
+        std::vector<uint16_t> q(hk), k(stride * n_keys);
+        for (auto& v : q) v = fp32_to_fp16(u(rng));
+        for (auto& v : k) v = fp32_to_fp16(u(rng));
+        std::vector<float> out(n_keys);
+        ops->f16_dots(q.data(), k.data(), stride, hk, n_keys, 0.125f, out.data());
+        for (size_t j = 0; j < n_keys; ++j) {
+            double want = 0.0, abs_sum = 0.0;
+            for (size_t i = 0; i < hk; ++i) {
+                const double p = static_cast<double>(fp16_to_fp32(q[i])) * fp16_to_fp32(k[j * stride + i]);
+                want += p;
+                abs_sum += std::fabs(p);
+            }
+            ASSERT_NEAR(out[j], 0.125 * want, 0.125 * 1e-6 * abs_sum) << "hk=" << hk << " key " << j;
+        }
+    }
+}
+
+TEST(SimdOps, ScalarIsaHasNone) { EXPECT_EQ(simd_ops(Isa::Scalar), nullptr); }
+
+INSTANTIATE_TEST_SUITE_P(Isas, Simd, ::testing::Values(Isa::Avx2, Isa::Avx512),
+                         [](const auto& info) { return std::string(isa_name(info.param)); });
+
+TEST(Matmul, ScalarIsaIsTheScalarReference) {
+    ThreadPool pool(2);
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
+                         TensorType::F16, TensorType::F32}) {
+        SCOPED_TRACE(name(t));
+        const int64_t cols = 2 * kernel_traits(t)->block_size * (kernel_traits(t)->block_size == 1 ? 64 : 1);
+        const Problem p = make_problem(t, 19, cols, 5, 17);
+        const std::vector<float> y = run_matmul(p, p.x.data(), 5, pool, Isa::Scalar);
+        const KernelTraits* k = kernel_traits(t);
+        for (size_t tok = 0; tok < 5; ++tok) {
+            const float* xt = p.x.data() + tok * cols;
+            Bytes qa;
+            const void* act = xt;
+            if (k->vec_dot_type != TensorType::F32) {
+                qa = quantize_scalar(k->vec_dot_type, std::vector<float>(xt, xt + cols));
+                act = qa.data();
+            }
+            for (int64_t r = 0; r < 19; ++r) {
+                const float want = k->vec_dot(cols, p.w.data() + static_cast<size_t>(r) * p.row_bytes, act);
+                ASSERT_EQ(std::bit_cast<uint32_t>(y[tok * 19 + r]), std::bit_cast<uint32_t>(want));
+            }
+        }
+    }
+}
+
+TEST(ThreadPool, ManyShortLoopsCoverEveryIndexOnce) {
+    for (size_t threads : {1, 2, 3, 5}) {
+        ThreadPool pool(threads);
+        std::vector<std::atomic<int>> hits(997);
+        for (int iter = 0; iter < 500; ++iter) {
+            const size_t n = 1 + static_cast<size_t>(iter * 37) % hits.size();
+            const size_t grain = 1 + static_cast<size_t>(iter) % 7;
+            pool.parallel_for(n, grain, [&](size_t b, size_t e, size_t thread) {
+                ASSERT_LT(thread, pool.size());
+                ASSERT_LE(e, n);
+                for (size_t i = b; i < e; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+            });
+            for (size_t i = 0; i < hits.size(); ++i) {
+                ASSERT_EQ(hits[i].exchange(0), i < n ? 1 : 0) << "threads=" << threads << " iter=" << iter;
+            }
+        }
+    }
+}
+
+TEST(ThreadPool, ConcurrentCallersAreSerialised) {
+    ThreadPool pool(2);
+    std::atomic<long> total{0};
+    auto caller = [&] {
+        for (int i = 0; i < 300; ++i) {
+            pool.parallel_for(64, 4, [&](size_t b, size_t e, size_t) { total.fetch_add(static_cast<long>(e - b)); });
+        }
+    };
+    std::thread a(caller);
+    std::thread b(caller);
+    a.join();
+    b.join();
+    EXPECT_EQ(total.load(), 2L * 300 * 64);
+}
+
+}  // namespace
+}  // namespace realm::kernels
