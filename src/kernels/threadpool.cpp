@@ -59,24 +59,11 @@ ThreadPool::~ThreadPool() {
     for (auto& t : workers_) t.join();
 }
 
-constexpr int kItemBits = 40;
-constexpr uint64_t kItemMask = (uint64_t{1} << kItemBits) - 1;
-
-void ThreadPool::run_chunks(size_t thread, uint64_t loop) {
-    uint64_t v = next_.load(std::memory_order_acquire);
+void ThreadPool::run_chunks(size_t thread) {
     for (;;) {
-        if ((v >> kItemBits) != loop) return;  // that loop has ended; a newer one is not ours yet
-        const size_t n = n_.load(std::memory_order_relaxed);
-        const size_t grain = grain_.load(std::memory_order_relaxed);
-        const size_t begin = v & kItemMask;
-        if (begin >= n) return;
-        // Claiming with the loop number in the same word: if the loop changed since v was read,
-        // the exchange fails and the new value is examined instead.
-        if (!next_.compare_exchange_weak(v, v + grain, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
-        const size_t end = std::min(n, begin + grain);
-        (*body_.load(std::memory_order_relaxed))(begin, end, thread);
-        if (done_.fetch_add(end - begin, std::memory_order_acq_rel) + (end - begin) == n) done_.notify_one();
-        v = next_.load(std::memory_order_acquire);
+        const size_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+        if (begin >= n_) break;
+        (*body_)(begin, std::min(n_, begin + grain_), thread);
     }
 }
 
@@ -85,31 +72,34 @@ void ThreadPool::worker(size_t index) {
     for (;;) {
         seen = wait_change(generation_, seen);
         if (stop_.load(std::memory_order_relaxed)) return;
-        run_chunks(index, next_.load(std::memory_order_acquire) >> kItemBits);
+        run_chunks(index);
+        // release: the caller's acquire of active_ == 0 sees this worker's writes.
+        if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) active_.notify_one();
     }
 }
 
 void ThreadPool::parallel_for(size_t n, size_t grain, const Body& body) {
     if (n == 0) return;
     grain = std::max<size_t>(1, grain);
-    if (workers_.empty() || n <= grain || n > kItemMask / 2) {
+    if (workers_.empty() || n <= grain) {
         for (size_t b = 0; b < n; b += grain) body(b, std::min(n, b + grain), 0);
         return;
     }
     std::lock_guard call(call_mutex_);
-    const uint64_t loop = ++loop_ & ((uint64_t{1} << (64 - kItemBits)) - 1);
-    body_.store(&body, std::memory_order_relaxed);
-    n_.store(n, std::memory_order_relaxed);
-    grain_.store(grain, std::memory_order_relaxed);
-    done_.store(0, std::memory_order_relaxed);
-    next_.store(loop << kItemBits, std::memory_order_release);
+    body_ = &body;
+    n_ = n;
+    grain_ = grain;
+    next_.store(0, std::memory_order_relaxed);
+    active_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
-    run_chunks(0, loop);
-    spin([&] { return done_.load(std::memory_order_acquire) == n; });
-    for (uint64_t d = done_.load(std::memory_order_acquire); d != n; d = done_.load(std::memory_order_acquire)) {
-        done_.wait(d, std::memory_order_acquire);
+    run_chunks(0);
+    spin([&] { return active_.load(std::memory_order_acquire) == 0; });
+    for (uint32_t left = active_.load(std::memory_order_acquire); left != 0;
+         left = active_.load(std::memory_order_acquire)) {
+        active_.wait(left, std::memory_order_acquire);
     }
+    body_ = nullptr;
 }
 
 }  // namespace realm::kernels

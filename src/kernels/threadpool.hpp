@@ -36,30 +36,26 @@ public:
 
 private:
     void worker(size_t index);
-    void run_chunks(size_t thread, uint64_t loop);
+    void run_chunks(size_t thread);
 
     size_t n_threads_ = 1;
     std::vector<std::thread> workers_;
     std::mutex call_mutex_;  // serialises parallel_for calls
 
-    // Start and finish are signalled through atomics: the workers and the caller spin on them for
-    // up to 200 us (a forward pass issues loops back to back, and a futex wake-up costs more than
-    // a small loop) and then sleep in atomic::wait (a futex).
-    // A loop ends when all its items are done, not when every worker has checked in: a worker the
-    // OS has descheduled (another process on the core) must not stall the loop. Such a late worker
-    // claims chunks only through `next_`, which carries the loop's number in its top bits, so it
-    // can never take a chunk of a loop that has ended or read a newer loop's body.
-    // Each group on its own cache line: the chunk counter is hit once per chunk by every thread.
+    // Start and finish are signalled through two atomics: the workers and the caller spin on
+    // them for up to 200 us (a forward pass issues loops back to back, and a futex
+    // wake-up costs more than a small loop) and then sleep in atomic::wait (a futex).
+    // Each on its own cache line: the chunk counter is hit once per chunk by every thread and
+    // must not evict the loop description the others are reading.
     alignas(64) std::atomic<uint32_t> generation_{0};  // bumped to start a loop (or to stop)
     std::atomic<bool> stop_{false};
-    alignas(64) std::atomic<uint64_t> done_{0};  // items of the current loop finished
+    alignas(64) std::atomic<uint32_t> active_{0};  // workers still inside the current loop
 
-    // The current loop; written before next_ is set for it (release), read after (acquire).
-    alignas(64) std::atomic<const Body*> body_{nullptr};
-    std::atomic<size_t> n_{0};
-    std::atomic<size_t> grain_{1};
-    alignas(64) std::atomic<uint64_t> next_{0};  // (loop number << 40) | next item
-    uint64_t loop_ = 0;                          // loop number (caller only)
+    // The current loop; written before generation_ is bumped (release), read after (acquire).
+    alignas(64) const Body* body_ = nullptr;
+    size_t n_ = 0;
+    size_t grain_ = 1;
+    alignas(64) std::atomic<size_t> next_{0};
 };
 
 }  // namespace realm::kernels
