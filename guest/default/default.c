@@ -330,33 +330,9 @@ static int32_t handle(const char* req, size_t len) {
 
     {
         buf b = {0};
-        const int chat = r.f.messages != 0;
-        buf_str(&b, chat ? "{\"object\":\"chat.completion\",\"model\":" : "{\"object\":\"text_completion\",\"model\":");
-        json_str(&b, r.f.model.p, r.f.model.n);
-        buf_str(&b, ",\"choices\":[{\"index\":0,");
-        if (chat) {
-            buf_str(&b, "\"message\":{\"role\":\"assistant\",\"content\":");
-            json_str(&b, g.text.p ? g.text.p : "", g.text.n);
-            buf_str(&b, "}");
-        } else {
-            buf_str(&b, "\"text\":");
-            json_str(&b, g.text.p ? g.text.p : "", g.text.n);
-        }
-        buf_str(&b, ",\"finish_reason\":");
-        buf_str(&b, g.cancelled ? "\"cancelled\"" : (finish[0] == 's' ? "\"stop\"" : "\"length\""));
-        buf_str(&b, "}],\"usage\":{\"prompt_tokens\":");
-        buf_int(&b, n_tok);
-        buf_str(&b, ",\"completion_tokens\":");
-        buf_int(&b, n_gen);
-        buf_str(&b, ",\"total_tokens\":");
-        buf_int(&b, n_tok + n_gen);
-        buf_str(&b, "}}");
-        if (b.oom) rc = respond_error("server_error", "out of memory", 0);
-        else {
-            int32_t w = realm_response_write(b.p, (int32_t)b.n);
-            rc = w < 0 ? host_error("response_write") : 0;
-        }
-        buf_free(&b);
+        openai_response_open(&b, &r.f, &g.text, g.cancelled, finish, n_tok, n_gen);
+        buf_str(&b, "}");
+        rc = write_response(&b);
     }
 
 done:

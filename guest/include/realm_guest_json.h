@@ -519,4 +519,35 @@ static inline int32_t host_error(const char* what) {
     return respond_error("server_error", named ? msg : what, named ? 0 : msg);
 }
 
+/* A chat.completion (messages) or text_completion (prompt) object with one choice and its usage, left
+ * open after "usage":{...} so that a guest may add members; close it with "}" and write_response(). */
+static inline void openai_response_open(buf* b, const openai_fields* f, const buf* text, int cancelled,
+                                        const char* finish, long long n_tok, long long n_gen) {
+    const int chat = f->messages != 0;
+    buf_str(b, chat ? "{\"object\":\"chat.completion\",\"model\":" : "{\"object\":\"text_completion\",\"model\":");
+    json_str(b, f->model.p, f->model.n);
+    buf_str(b, ",\"choices\":[{\"index\":0,");
+    buf_str(b, chat ? "\"message\":{\"role\":\"assistant\",\"content\":" : "\"text\":");
+    json_str(b, text->p ? text->p : "", text->n);
+    if (chat) buf_str(b, "}");
+    buf_str(b, ",\"finish_reason\":");
+    buf_str(b, cancelled ? "\"cancelled\"" : (finish[0] == 's' ? "\"stop\"" : "\"length\""));
+    buf_str(b, "}],\"usage\":{\"prompt_tokens\":");
+    buf_int(b, n_tok);
+    buf_str(b, ",\"completion_tokens\":");
+    buf_int(b, n_gen);
+    buf_str(b, ",\"total_tokens\":");
+    buf_int(b, n_tok + n_gen);
+    buf_str(b, "}");
+}
+
+/* Writes b as the response (an out-of-memory error instead when b overflowed) and frees it. */
+static inline int32_t write_response(buf* b) {
+    int32_t rc;
+    if (b->oom) rc = respond_error("server_error", "out of memory", 0);
+    else rc = realm_response_write(b->p, (int32_t)b->n) < 0 ? host_error("response_write") : 0;
+    buf_free(b);
+    return rc;
+}
+
 #endif /* REALM_GUEST_JSON_H */

@@ -223,12 +223,7 @@ static int32_t handle(const char* req, size_t len) {
         buf_str(&b, "},\"usage\":{\"prompt_tokens\":");
         buf_int(&b, n_p);
         buf_str(&b, "}}");
-        if (b.oom) rc = respond_error("server_error", "out of memory", 0);
-        else {
-            int32_t w = realm_response_write(b.p, (int32_t)b.n);
-            rc = w < 0 ? host_error("response_write") : 0;
-        }
-        buf_free(&b);
+        rc = write_response(&b);
     }
 done:
     if (seq > 0) realm_seq_close(seq);
