@@ -13,6 +13,9 @@ namespace {
 // in time, not iterations: a pause costs ~10 cycles on some CPUs and ~140 on others.
 constexpr auto kSpinFor = std::chrono::microseconds(200);
 
+constexpr uint64_t kOpen = uint64_t{1} << 31;
+constexpr uint64_t kCountMask = kOpen - 1;
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -72,9 +75,21 @@ void ThreadPool::worker(size_t index) {
     for (;;) {
         seen = wait_change(generation_, seen);
         if (stop_.load(std::memory_order_relaxed)) return;
+        // Join loop `seen` if it is still open; else it has ended (or a newer one started and
+        // generation_ will say so).
+        uint64_t s = state_.load(std::memory_order_acquire);
+        bool joined = false;
+        while ((s >> 32) == seen && (s & kOpen) != 0) {
+            if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+                joined = true;
+                break;
+            }
+        }
+        if (!joined) continue;
         run_chunks(index);
-        // release: the caller's acquire of active_ == 0 sees this worker's writes.
-        if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) active_.notify_one();
+        // release: the caller's acquire of "nobody inside" sees this worker's writes.
+        const uint64_t after = state_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+        if ((after & kCountMask) == 0 && (after & kOpen) == 0) state_.notify_one();
     }
 }
 
@@ -86,18 +101,24 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const Body& body) {
         return;
     }
     std::lock_guard call(call_mutex_);
+    // No worker is inside (the previous call waited for them), so the description is ours.
     body_ = &body;
     n_ = n;
     grain_ = grain;
     next_.store(0, std::memory_order_relaxed);
-    active_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    const uint32_t loop = generation_.load(std::memory_order_relaxed) + 1;
+    state_.store((uint64_t{loop} << 32) | kOpen, std::memory_order_release);
+    generation_.store(loop, std::memory_order_release);
     generation_.notify_all();
     run_chunks(0);
-    spin([&] { return active_.load(std::memory_order_acquire) == 0; });
-    for (uint32_t left = active_.load(std::memory_order_acquire); left != 0;
-         left = active_.load(std::memory_order_acquire)) {
-        active_.wait(left, std::memory_order_acquire);
+    // Every chunk is claimed: close the loop to latecomers, then wait for those inside.
+    uint64_t s = state_.fetch_and(~kOpen, std::memory_order_acq_rel) & ~kOpen;
+    if ((s & kCountMask) != 0) {
+        spin([&] { return ((s = state_.load(std::memory_order_acquire)) & kCountMask) == 0; });
+        while ((s & kCountMask) != 0) {
+            state_.wait(s, std::memory_order_acquire);
+            s = state_.load(std::memory_order_acquire);
+        }
     }
     body_ = nullptr;
 }

@@ -42,16 +42,20 @@ private:
     std::vector<std::thread> workers_;
     std::mutex call_mutex_;  // serialises parallel_for calls
 
-    // Start and finish are signalled through two atomics: the workers and the caller spin on
-    // them for up to 200 us (a forward pass issues loops back to back, and a futex
-    // wake-up costs more than a small loop) and then sleep in atomic::wait (a futex).
-    // Each on its own cache line: the chunk counter is hit once per chunk by every thread and
-    // must not evict the loop description the others are reading.
-    alignas(64) std::atomic<uint32_t> generation_{0};  // bumped to start a loop (or to stop)
+    // A loop ends when its items are all claimed and the workers that joined it have left; a
+    // worker the OS has not scheduled yet (another process on its core) does not hold it up:
+    // it finds the loop closed and goes back to sleep. Joining is a compare-exchange on state_,
+    // which carries the loop number, an "open" bit and the number of workers inside, so a late
+    // worker can never enter an ended loop or read a newer loop's description half-written.
+    // Workers and caller spin for up to 200 us before sleeping on a futex (atomic::wait): a
+    // forward pass issues loops back to back, and a futex wake-up costs more than a small loop.
+    // Each group on its own cache line: the chunk counter is hit once per chunk by every thread.
+    alignas(64) std::atomic<uint32_t> generation_{0};  // the loop number; bumped to start a loop (or to stop)
     std::atomic<bool> stop_{false};
-    alignas(64) std::atomic<uint32_t> active_{0};  // workers still inside the current loop
+    alignas(64) std::atomic<uint64_t> state_{0};  // (loop << 32) | kOpen | workers inside
 
-    // The current loop; written before generation_ is bumped (release), read after (acquire).
+    // The current loop; written before state_ opens it (release), read by workers after they
+    // joined (acquire), left alone until every joined worker has left.
     alignas(64) const Body* body_ = nullptr;
     size_t n_ = 0;
     size_t grain_ = 1;
