@@ -57,12 +57,7 @@ json usage_json(const UsageRecord& u) {
 namespace {
 
 AdminResponse err(int status, std::string type, std::string message, std::string code = {}) {
-    ApiError e;
-    e.status = status;
-    e.type = std::move(type);
-    e.message = std::move(message);
-    e.code = std::move(code);
-    return {status, e.body()};
+    return {status, ApiError::make(status, std::move(type), std::move(message), std::move(code)).body()};
 }
 AdminResponse bad(std::string message) { return err(400, "invalid_request_error", std::move(message)); }
 AdminResponse not_found(std::string message) { return err(404, "invalid_request_error", std::move(message), "not_found"); }

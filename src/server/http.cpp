@@ -130,7 +130,7 @@ private:
     void handle(const std::string& text) {
         json m = json::parse(text, nullptr, false);
         if (m.is_discarded() || !m.is_object() || !m.contains("type") || !m["type"].is_string())
-            return send_error({}, error(400, "invalid_request_error", "messages are JSON objects with a string \"type\"", "invalid_message"));
+            return send_error({}, ApiError::make(400, "invalid_request_error", "messages are JSON objects with a string \"type\"", "invalid_message"));
         const std::string type = m["type"].get<std::string>();
         const std::string id = m.contains("id") && m["id"].is_string() ? m["id"].get<std::string>() : std::string();
         if (type == "auth") {
@@ -140,22 +140,22 @@ private:
         if (type == "cancel") {
             auto it = inflight_.find(id);
             if (it == inflight_.end())
-                return send_error(id, error(404, "invalid_request_error", "no request in flight with this id", "unknown_id"));
+                return send_error(id, ApiError::make(404, "invalid_request_error", "no request in flight with this id", "unknown_id"));
             it->second->store(true);
             return;
         }
         if (type != "generate")
-            return send_error(id, error(400, "invalid_request_error", "unknown message type '" + type + "'", "invalid_message"));
-        if (!who_) return send_error(id, error(401, "authentication_error", "authenticate first: {\"type\":\"auth\",\"api_key\":...}", "missing_api_key"));
-        if (id.empty() || id.size() > 256) return send_error({}, error(400, "invalid_request_error", "\"id\" must be a string of 1 to 256 bytes", "invalid_id"));
-        if (inflight_.count(id)) return send_error(id, error(400, "invalid_request_error", "a request with this id is in flight", "duplicate_id"));
+            return send_error(id, ApiError::make(400, "invalid_request_error", "unknown message type '" + type + "'", "invalid_message"));
+        if (!who_) return send_error(id, ApiError::make(401, "authentication_error", "authenticate first: {\"type\":\"auth\",\"api_key\":...}", "missing_api_key"));
+        if (id.empty() || id.size() > 256) return send_error({}, ApiError::make(400, "invalid_request_error", "\"id\" must be a string of 1 to 256 bytes", "invalid_id"));
+        if (inflight_.count(id)) return send_error(id, ApiError::make(400, "invalid_request_error", "a request with this id is in flight", "duplicate_id"));
         if (inflight_.size() >= kMaxInFlight)
-            return send_error(id, error(429, "rate_limit_error", "too many requests in flight on this socket", "too_many_in_flight"));
+            return send_error(id, ApiError::make(429, "rate_limit_error", "too many requests in flight on this socket", "too_many_in_flight"));
         const std::string ep = m.contains("endpoint") && m["endpoint"].is_string() ? m["endpoint"].get<std::string>() : "chat";
         if (ep != "chat" && ep != "completions")
-            return send_error(id, error(400, "invalid_request_error", "\"endpoint\" is \"chat\" or \"completions\"", "invalid_endpoint"));
+            return send_error(id, ApiError::make(400, "invalid_request_error", "\"endpoint\" is \"chat\" or \"completions\"", "invalid_endpoint"));
         if (!m.contains("request") || !m["request"].is_object())
-            return send_error(id, error(400, "invalid_request_error", "\"request\" must be an object (an OpenAI request body)", "invalid_message"));
+            return send_error(id, ApiError::make(400, "invalid_request_error", "\"request\" must be an object (an OpenAI request body)", "invalid_message"));
         json body = m["request"];
         body["stream"] = true;  // the socket always streams; "stream_options" are not needed
         body.erase("stream_options");
@@ -197,15 +197,6 @@ private:
         send(json{{"type", "authenticated"}, {"tenant", who_->tenant.name}, {"models", srv_.svc.models_for(who_->tenant)}});
     }
 
-    static ApiError error(int status, std::string type, std::string message, std::string code) {
-        ApiError e;
-        e.status = status;
-        e.type = std::move(type);
-        e.message = std::move(message);
-        e.code = std::move(code);
-        e.kind = e.code;
-        return e;
-    }
 
     void send_error(const std::string& id, const ApiError& e) {
         json m = e.body();
@@ -301,26 +292,17 @@ private:
         received_ = Clock::now();
         if (ec == http::error::body_limit) return send_error(payload_too_large());
         if (ec == http::error::header_limit) {
-            return send_error(simple_error(431, "invalid_request_error", "request headers too large", "headers_too_large"));
+            return send_error(ApiError::make(431, "invalid_request_error", "request headers too large", "headers_too_large"));
         }
-        send_error(simple_error(400, "invalid_request_error", "malformed HTTP request: " + ec.message(), "bad_http"));
+        send_error(ApiError::make(400, "invalid_request_error", "malformed HTTP request: " + ec.message(), "bad_http"));
     }
 
     ApiError payload_too_large() const {
-        return simple_error(413, "invalid_request_error",
+        return ApiError::make(413, "invalid_request_error",
                             "request body larger than " + std::to_string(srv_.opts.max_body_bytes) + " bytes",
                             "request_too_large");
     }
 
-    static ApiError simple_error(int status, std::string type, std::string message, std::string code) {
-        ApiError e;
-        e.status = status;
-        e.type = std::move(type);
-        e.message = std::move(message);
-        e.code = std::move(code);
-        e.kind = e.code;
-        return e;
-    }
 
     // ---- routing -------------------------------------------------------------------------------------
     void handle(http::request<http::string_body> req) {
@@ -337,7 +319,7 @@ private:
         }
         if (path == "/v1/ws") {
             if (!websocket::is_upgrade(req))
-                return send_error(simple_error(400, "invalid_request_error", "/v1/ws expects a WebSocket upgrade", "not_websocket"));
+                return send_error(ApiError::make(400, "invalid_request_error", "/v1/ws expects a WebSocket upgrade", "not_websocket"));
             // The socket now belongs to the WebSocket session; this HTTP session ends here.
             closed_ = true;
             return std::make_shared<WsSession>(std::move(stream_), srv_)->run(std::move(req));
@@ -377,12 +359,12 @@ private:
             return send_json(r.status, r.body);
         }
         srv_.svc.metrics().request("", "", "other", 404);
-        send_error(simple_error(404, "invalid_request_error", "unknown route: " + std::string(req.method_string()) + " " + path,
+        send_error(ApiError::make(404, "invalid_request_error", "unknown route: " + std::string(req.method_string()) + " " + path,
                                 "unknown_route"));
     }
 
     void method_not_allowed() {
-        send_error(simple_error(405, "invalid_request_error", "method not allowed on this route", "method_not_allowed"));
+        send_error(ApiError::make(405, "invalid_request_error", "method not allowed on this route", "method_not_allowed"));
     }
 
     void models(const Principal& who, const std::string& one) {
@@ -393,7 +375,7 @@ private:
         if (!one.empty()) {
             for (const auto& n : names)
                 if (n == one) return send_json(200, entry(n));
-            return send_error(simple_error(404, "invalid_request_error", "The model '" + one + "' does not exist",
+            return send_error(ApiError::make(404, "invalid_request_error", "The model '" + one + "' does not exist",
                                            "model_not_found"));
         }
         json data = json::array();

@@ -12,21 +12,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-ApiError make_api_error(int status, std::string type, std::string message, std::string code = {},
-                        std::string param = {}, std::string kind = {}) {
-    ApiError e;
-    e.status = status;
-    e.type = std::move(type);
-    e.message = std::move(message);
-    e.code = std::move(code);
-    e.param = std::move(param);
-    e.kind = kind.empty() ? e.code : std::move(kind);
-    if (e.kind.empty()) e.kind = e.type;
-    return e;
-}
-
 ApiError bad_request(std::string message, std::string param = {}, std::string code = {}) {
-    return make_api_error(400, "invalid_request_error", std::move(message), std::move(code), std::move(param),
+    return ApiError::make(400, "invalid_request_error", std::move(message), std::move(code), std::move(param),
                           "invalid_request");
 }
 
@@ -70,23 +57,36 @@ ApiError outcome_error(const sandbox::Outcome& out, bool shutting_down) {
     const std::string kind(sandbox::to_string(out.error));
     switch (out.error) {
         case K::invalid_request:
-            return make_api_error(413, "invalid_request_error", "request refused by the sandbox: " + out.message,
+            return ApiError::make(413, "invalid_request_error", "request refused by the sandbox: " + out.message,
                                   "request_too_large", {}, kind);
         case K::instantiate:
-            return make_api_error(503, "server_error", "no guest instance available: " + out.message, "overloaded", {},
+            return ApiError::make(503, "server_error", "no guest instance available: " + out.message, "overloaded", {},
                                   kind);
         case K::cancelled:
-            return shutting_down ? make_api_error(503, "server_error", "the server is shutting down", "shutting_down", {},
+            return shutting_down ? ApiError::make(503, "server_error", "the server is shutting down", "shutting_down", {},
                                                   kind)
-                                 : make_api_error(499, "invalid_request_error", "the request was cancelled", "cancelled",
+                                 : ApiError::make(499, "invalid_request_error", "the request was cancelled", "cancelled",
                                                   {}, kind);
         default:
-            return make_api_error(500, "server_error", "the tenant's guest failed (" + kind + "): " + out.message,
+            return ApiError::make(500, "server_error", "the tenant's guest failed (" + kind + "): " + out.message,
                                   "guest_" + kind, {}, kind);
     }
 }
 
 }  // namespace
+
+ApiError ApiError::make(int status, std::string type, std::string message, std::string code, std::string param,
+                        std::string kind) {
+    ApiError e;
+    e.status = status;
+    e.type = std::move(type);
+    e.message = std::move(message);
+    e.code = std::move(code);
+    e.param = std::move(param);
+    e.kind = kind.empty() ? e.code : std::move(kind);
+    if (e.kind.empty()) e.kind = e.type;
+    return e;
+}
 
 nlohmann::json ApiError::body() const {
     json e = {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
@@ -158,25 +158,25 @@ AuthOutcome Service::authenticate(std::string_view authorization) {
     while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
     while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
     if (key.empty()) {
-        r.error = make_api_error(401, "authentication_error",
+        r.error = ApiError::make(401, "authentication_error",
                                  "missing API key: send it as 'Authorization: Bearer <key>'", "missing_api_key", {},
                                  "auth_missing");
         return r;
     }
     auto a = store_.authenticate(key);
     if (!a) {
-        r.error = make_api_error(500, "server_error", "authentication failed: " + a.error().message, "internal_error");
+        r.error = ApiError::make(500, "server_error", "authentication failed: " + a.error().message, "internal_error");
         return r;
     }
     if (a->status != AuthStatus::ok) {
         const bool revoked = a->status == AuthStatus::revoked;
-        r.error = make_api_error(401, "authentication_error", revoked ? "this API key has been revoked" : "invalid API key",
+        r.error = ApiError::make(401, "authentication_error", revoked ? "this API key has been revoked" : "invalid API key",
                                  "invalid_api_key", {}, "auth_" + std::string(to_string(a->status)));
         return r;
     }
     auto t = store_.get_tenant(a->tenant);
     if (!t) {
-        r.error = make_api_error(401, "authentication_error", "invalid API key", "invalid_api_key", {}, "auth_no_tenant");
+        r.error = ApiError::make(401, "authentication_error", "invalid API key", "invalid_api_key", {}, "auth_no_tenant");
         return r;
     }
     r.principal = Principal{std::move(*t), a->key_id};
@@ -210,10 +210,10 @@ PrepareOutcome Service::prepare(const Principal& who, Endpoint endpoint, std::st
     const std::string model = mit->get<std::string>();
     if (has_model(model)) out.model = model;
     if (!has_model(model))
-        return refuse(make_api_error(404, "invalid_request_error", "The model '" + model + "' does not exist", "model_not_found",
+        return refuse(ApiError::make(404, "invalid_request_error", "The model '" + model + "' does not exist", "model_not_found",
                                      "model"));
     if (!who.tenant.allows_model(model))
-        return refuse(make_api_error(403, "permission_error",
+        return refuse(ApiError::make(403, "permission_error",
                                      "tenant '" + who.tenant.name + "' may not use the model '" + model + "'",
                                      "model_not_allowed", "model"));
 
@@ -274,7 +274,7 @@ PrepareOutcome Service::prepare(const Principal& who, Endpoint endpoint, std::st
     if (!adm) {
         const auto& rej = adm.rejection();
         metrics_.rate_limited(who.tenant.name, to_string(rej.which));
-        ApiError e = make_api_error(429, "rate_limit_error", rej.message(), "rate_limit_exceeded", {},
+        ApiError e = ApiError::make(429, "rate_limit_error", rej.message(), "rate_limit_exceeded", {},
                                     "rate_limited_" + std::string(to_string(rej.which)));
         e.retry_after = rej.retry_after_seconds;
         return refuse(std::move(e));
@@ -323,9 +323,9 @@ void Service::submit(Job job, GenerateHandlers handlers, std::shared_ptr<std::at
     {
         std::lock_guard lk(mu_);
         if (!accepting_) {
-            refused = make_api_error(503, "server_error", "the server is shutting down", "shutting_down");
+            refused = ApiError::make(503, "server_error", "the server is shutting down", "shutting_down");
         } else if (queue_.size() >= opts_.queue_capacity) {
-            refused = make_api_error(503, "server_error", "the server is overloaded; retry later", "overloaded");
+            refused = ApiError::make(503, "server_error", "the server is overloaded; retry later", "overloaded");
             refused.retry_after = 1;
         } else {
             queue_.push_back(std::make_unique<Queued>(Queued{std::move(job), std::move(handlers), std::move(cancelled)}));
@@ -419,7 +419,7 @@ void Service::run_job(Queued& q) {
     }
     auto module = guest_for(tenant);
     if (!err && !module)
-        err = make_api_error(500, "server_error", "the tenant's guest cannot be loaded: " + module.error().message,
+        err = ApiError::make(500, "server_error", "the tenant's guest cannot be loaded: " + module.error().message,
                              "guest_load", {}, "load");
 
     if (!err) {
@@ -458,7 +458,7 @@ void Service::run_job(Queued& q) {
             }
             json resp = json::parse(out.response, nullptr, false);
             if (!resp.is_object()) {
-                err = make_api_error(500, "server_error", "the tenant's guest wrote a response that is not a JSON object",
+                err = ApiError::make(500, "server_error", "the tenant's guest wrote a response that is not a JSON object",
                                      "guest_response", {}, "guest_response");
                 break;
             }
@@ -467,12 +467,12 @@ void Service::run_job(Queued& q) {
                 std::string msg = string_field(*e, "message");
                 if (msg.empty()) msg = dump(*e);
                 err = client ? bad_request(std::move(msg))
-                             : make_api_error(500, "server_error", std::move(msg), "guest_error", {}, "guest_error");
+                             : ApiError::make(500, "server_error", std::move(msg), "guest_error", {}, "guest_error");
                 break;
             }
             auto& c = resp["choices"];
             if (!c.is_array() || c.empty() || !c[0].is_object()) {
-                err = make_api_error(500, "server_error", "the tenant's guest wrote a response without choices",
+                err = ApiError::make(500, "server_error", "the tenant's guest wrote a response without choices",
                                      "guest_response", {}, "guest_response");
                 break;
             }

@@ -49,6 +49,9 @@ struct ApiError {
     uint32_t retry_after = 0;  // seconds, for 429 (Retry-After header)
     std::string kind;     // short machine name for usage rows and logs (e.g. "auth_unknown", "trap")
 
+    // kind defaults to code, else type.
+    static ApiError make(int status, std::string type, std::string message, std::string code = {},
+                         std::string param = {}, std::string kind = {});
     nlohmann::json body() const;
 };
 
