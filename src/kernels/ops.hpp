@@ -22,6 +22,17 @@ struct SimdOps {
                      float* out);
     // w16 = F16(softmax(x)) over n >= 1 values; x is overwritten.
     void (*softmax_f16)(float* x, size_t n, uint16_t* w16);
+    void (*f16_to_f32)(const uint16_t* x, float* y, size_t n);
+    // Attention tiles (nq queries sharing one K/V head). Scores: s[iq * s_stride + j] =
+    // scale * (q_iq . k_j) for j in [j0, j1), k_j = k + j * k_stride (hk F16 values), q rows of
+    // hk floats; kf: scratch of 64 * hk floats.
+    void (*attn_scores)(const float* q, size_t nq, size_t hk, const uint16_t* k, size_t k_stride, size_t j0,
+                        size_t j1, float scale, float* s, size_t s_stride, float* kf);
+    // Values: out[iq][d] = sum over j in [j0, j1) of w[iq * w_stride + j] * vt[d * v_stride + j], for
+    // d < hv; j0 a multiple of 8. Each (query, d) is summed in lanes by j mod 8, so weights that are
+    // zero outside a query's keys give the same result as its own range alone.
+    void (*attn_values)(const float* w, size_t nq, size_t w_stride, const uint16_t* vt, size_t v_stride,
+                        size_t hv, size_t j0, size_t j1, float* const* out);
 };
 
 // The element-wise kernels of `isa`; nullptr for Isa::Scalar or an ISA this CPU lacks.

@@ -37,17 +37,26 @@ void rms_norm(const float* x, const float* w, float* y, size_t n, float eps) {
     for (size_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
 }
 
-// ggml's rope (no YaRN extrapolation, attn_factor 1) on one head of `head_dim` values.
-void rope(float* x, uint32_t head_dim, uint32_t n_rot, RopeType type, int32_t pos, float freq_base,
-          float freq_scale, const float* freq_factors) {
+// ggml's rope (no YaRN extrapolation, attn_factor 1), split in two: the cos/sin of each
+// dimension pair at one position (the same for every head, so computed once per token), then
+// their application to one head of `head_dim` values.
+void rope_angles(uint32_t n_rot, int32_t pos, float freq_base, float freq_scale, const float* freq_factors,
+                 float* cs) {
     const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
     float theta = static_cast<float>(pos);
     for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
         const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
         const float t = freq_scale * (theta / ff);
-        const float c = std::cos(t);
-        const float s = std::sin(t);
+        cs[i0] = std::cos(t);
+        cs[i0 + 1] = std::sin(t);
         theta *= theta_scale;
+    }
+}
+
+void rope_apply(float* x, uint32_t n_rot, RopeType type, const float* cs) {
+    for (uint32_t i0 = 0; i0 < n_rot; i0 += 2) {
+        const float c = cs[i0];
+        const float s = cs[i0 + 1];
         const uint32_t a = type == RopeType::Normal ? i0 : i0 / 2;
         const uint32_t b = type == RopeType::Normal ? i0 + 1 : i0 / 2 + n_rot / 2;
         const float x0 = x[a];
@@ -55,19 +64,32 @@ void rope(float* x, uint32_t head_dim, uint32_t n_rot, RopeType type, int32_t po
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
     }
-    (void)head_dim;  // dimensions past n_rot stay as they are
+    // dimensions past n_rot stay as they are
 }
 
 // GELU (tanh approximation) as ggml's CPU backend evaluates it: through a table indexed by the
-// fp16 value of x and holding fp16 results.
-float gelu_ggml(float x) {
-    if (x <= -10.0f) return 0.0f;
-    if (x >= 10.0f) return x;
-    const float xh = fp16_to_fp32(fp32_to_fp16(x));
+// fp16 value of x and holding fp16 results. The table (65536 floats, built once) makes the
+// lookup exactly the formula below, which it caches.
+float gelu_formula(float xh) {
     constexpr float kCoefA = 0.044715f;
     constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f;
     const float g = 0.5f * xh * (1.0f + std::tanh(kSqrt2OverPi * xh * (1.0f + kCoefA * xh * xh)));
     return fp16_to_fp32(fp32_to_fp16(g));
+}
+
+const float* gelu_table() {
+    static const std::vector<float> table = [] {
+        std::vector<float> t(65536);
+        for (uint32_t h = 0; h < 65536; ++h) t[h] = gelu_formula(fp16_to_fp32(static_cast<uint16_t>(h)));
+        return t;
+    }();
+    return table.data();
+}
+
+inline float gelu_ggml(const float* table, float x) {
+    if (x <= -10.0f) return 0.0f;
+    if (x >= 10.0f) return x;
+    return table[fp32_to_fp16(x)];
 }
 
 float bits_to_float(uint32_t u) {
@@ -452,15 +474,19 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
     uint32_t max_ctx = 0;
     for (const BatchItem& it : items) max_ctx = std::max(max_ctx, it.seq->n_ctx_);
     const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
+    // First key in view at position pos: keys before it are outside the sliding window, and their
+    // softmax weight is exactly 0.
+    const auto first_key = [&](uint32_t pos) { return swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0u; };
     // Gemma 3 scales Q before the product; the others scale the product.
     const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+    const kernels::SimdOps* ops = kernels::simd_ops(kernels::active_isa());
+    if (ops != nullptr) return attention_tiled(ws, items, il, *ops);
+
+    // Scalar (ggml-exact) path, one (token, head) at a time.
     // Per thread: scores (f32, max_ctx); softmax weights (f16, max_ctx) and q (f16, hk).
     const size_t per_thread16 = size_t{max_ctx} + hk;
     if (ws.thread_buf.size() < size_t{max_ctx} * pool_->size()) ws.thread_buf.resize(size_t{max_ctx} * pool_->size());
     if (ws.thread_buf16.size() < per_thread16 * pool_->size()) ws.thread_buf16.resize(per_thread16 * pool_->size());
-
-    // SIMD attention rows unless the scalar (ggml-exact) ISA is selected.
-    const kernels::SimdOps* ops = kernels::simd_ops(kernels::active_isa());
     pool_->parallel_for(n_tokens * n_head, 1, [&](size_t begin, size_t end, size_t thread) {
         float* scores = ws.thread_buf.data() + thread * max_ctx;
         uint16_t* w16 = ws.thread_buf16.data() + thread * per_thread16;
@@ -476,46 +502,136 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
             const float* q = ws.q.data() + t * qd + size_t{h} * hk;
             for (uint32_t i = 0; i < hk; ++i) q16[i] = fp32_to_fp16(q[i]);
             const uint32_t n_kv = pos + 1;
-            // Keys before j0 are outside the sliding window: their softmax weight is exactly 0.
-            const uint32_t j0 = swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0;
-            if (ops != nullptr) {
-                // SIMD: scaled F16 scores of all keys in view, then a fused softmax to F16 weights.
-                ops->f16_dots(q16, K + size_t{j0} * kd + size_t{g} * hk, kd, hk, n_kv - j0, kq_scale, scores + j0);
-                ops->softmax_f16(scores + j0, n_kv - j0, w16 + j0);
-            } else {
-                float mx = -std::numeric_limits<float>::infinity();
-                for (uint32_t j = j0; j < n_kv; ++j) {
-                    const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
-                    scores[j] = d * kq_scale;
-                    mx = std::max(mx, scores[j]);
-                }
-                // ggml_soft_max (ggml_vec_soft_max_f32, baseline x86-64 variant): ggml_v_expf, each
-                // group of 4 cells from cell 0 summed in float as (e0+e1)+(e2+e3), the group sums
-                // added in double; then multiply by the float of 1/sum. Cells outside the window or
-                // past the last position (masked, -inf) contribute exact zeros; llama.cpp's row length
-                // (the KV cells in view) is a multiple of 256, so it never has a scalar remainder.
-                for (uint32_t j = j0; j < n_kv; ++j) scores[j] = expf_ggml(scores[j] - mx);
-                double sum = 0.0;
-                for (uint32_t j4 = j0 / 4 * 4; j4 < n_kv; j4 += 4) {
-                    float e[4];
-                    for (uint32_t l = 0; l < 4; ++l) {
-                        const uint32_t j = j4 + l;
-                        e[l] = j >= j0 && j < n_kv ? scores[j] : 0.0f;
-                    }
-                    sum += static_cast<double>((e[0] + e[1]) + (e[2] + e[3]));
-                }
-                const auto inv = static_cast<float>(1.0 / sum);
-                for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
+            const uint32_t j0 = first_key(pos);
+            float mx = -std::numeric_limits<float>::infinity();
+            for (uint32_t j = j0; j < n_kv; ++j) {
+                const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
+                scores[j] = d * kq_scale;
+                mx = std::max(mx, scores[j]);
             }
+            // ggml_soft_max (ggml_vec_soft_max_f32, baseline x86-64 variant): ggml_v_expf, each
+            // group of 4 cells from cell 0 summed in float as (e0+e1)+(e2+e3), the group sums
+            // added in double; then multiply by the float of 1/sum. Cells outside the window or
+            // past the last position (masked, -inf) contribute exact zeros; llama.cpp's row length
+            // (the KV cells in view) is a multiple of 256, so it never has a scalar remainder.
+            for (uint32_t j = j0; j < n_kv; ++j) scores[j] = expf_ggml(scores[j] - mx);
+            double sum = 0.0;
+            for (uint32_t j4 = j0 / 4 * 4; j4 < n_kv; j4 += 4) {
+                float e[4];
+                for (uint32_t l = 0; l < 4; ++l) {
+                    const uint32_t j = j4 + l;
+                    e[l] = j >= j0 && j < n_kv ? scores[j] : 0.0f;
+                }
+                sum += static_cast<double>((e[0] + e[1]) + (e[2] + e[3]));
+            }
+            const auto inv = static_cast<float>(1.0 / sum);
+            for (uint32_t j = j0; j < n_kv; ++j) w16[j] = fp32_to_fp16(scores[j] * inv);
             float* out = ws.attn.data() + t * od + size_t{h} * hv;
-            if (ops != nullptr) {
-                ops->f16_dots(w16 + j0, Vt + size_t{g} * hv * s.n_ctx_ + j0, s.n_ctx_, n_kv - j0, hv, 1.0f, out);
-            } else {
-                for (uint32_t d = 0; d < hv; ++d) {
-                    const uint16_t* vrow = Vt + (size_t{g} * hv + d) * s.n_ctx_;
-                    out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
+            for (uint32_t d = 0; d < hv; ++d) {
+                const uint16_t* vrow = Vt + (size_t{g} * hv + d) * s.n_ctx_;
+                out[d] = kernels::vec_dot_f16(n_kv - j0, vrow + j0, w16 + j0);
+            }
+        }
+    });
+}
+
+void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il,
+                            const kernels::SimdOps& ops) const {
+    const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
+    const uint32_t group = hp_.n_head / hp_.n_head_kv;
+    const size_t kd = size_t{hp_.n_head_kv} * hk;
+    const size_t qd = size_t{hp_.n_head} * hk;
+    const size_t od = size_t{hp_.n_head} * hv;
+    uint32_t max_ctx = 0;
+    for (const BatchItem& it : items) max_ctx = std::max(max_ctx, it.seq->n_ctx_);
+    const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
+    const auto first_key = [&](uint32_t pos) { return swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0u; };
+    const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+
+    // A tile: up to kTileQ queries that share one K/V head -- gs heads of a KV group times tt
+    // consecutive tokens of one sequence -- so each key and value row is converted and read once
+    // for all of them. Fewer queries per tile when that leaves too few tiles for the threads.
+    constexpr uint32_t kTileQ = 8;
+    const auto largest_divisor_below = [](uint32_t n, uint32_t limit) {
+        for (uint32_t d = std::min(n, limit); d > 1; --d)
+            if (n % d == 0) return d;
+        return 1u;
+    };
+    uint32_t gs = largest_divisor_below(group, kTileQ);
+    uint32_t tt = std::max(1u, kTileQ / gs);
+    const auto count_tiles = [&] {
+        size_t n = 0;
+        for (const BatchItem& it : items) n += (it.tokens.size() + tt - 1) / tt;
+        return n * hp_.n_head_kv * (group / gs);
+    };
+    const size_t want = 2 * pool_->size();
+    while (tt > 1 && count_tiles() < want) tt = std::max(1u, tt / 2);
+    while (gs > 1 && count_tiles() < want) gs = largest_divisor_below(group, gs - 1);
+    ws.tiles.clear();
+    {
+        uint32_t t_begin = 0;
+        for (const BatchItem& it : items) {
+            const auto nt_item = static_cast<uint32_t>(it.tokens.size());
+            for (uint32_t t0 = 0; t0 < nt_item; t0 += tt) {
+                const uint32_t nt = std::min(tt, nt_item - t0);
+                for (uint32_t g = 0; g < hp_.n_head_kv; ++g)
+                    for (uint32_t h0 = g * group; h0 < (g + 1) * group; h0 += gs)
+                        ws.tiles.push_back({t_begin + t0, nt, g, h0});
+            }
+            t_begin += nt_item;
+        }
+    }
+
+    // Per thread: scores and f32 weights (kTileQ rows of max_ctx), F16 weights (kTileQ rows),
+    // f32 queries (kTileQ x hk), converted keys (64 x hk), one F16 query (hk).
+    const size_t ld = max_ctx;
+    const size_t per_f = 2 * kTileQ * ld + kTileQ * size_t{hk} + 64 * size_t{hk};
+    const size_t per_16 = kTileQ * ld + hk;
+    if (ws.thread_buf.size() < per_f * pool_->size()) ws.thread_buf.resize(per_f * pool_->size());
+    if (ws.thread_buf16.size() < per_16 * pool_->size()) ws.thread_buf16.resize(per_16 * pool_->size());
+
+    pool_->parallel_for(ws.tiles.size(), 1, [&](size_t begin, size_t end, size_t thread) {
+        float* scores = ws.thread_buf.data() + thread * per_f;
+        float* wf = scores + kTileQ * ld;
+        float* qf = wf + kTileQ * ld;
+        float* kf = qf + kTileQ * size_t{hk};
+        uint16_t* w16 = ws.thread_buf16.data() + thread * per_16;
+        uint16_t* q16 = w16 + kTileQ * ld;
+        for (size_t ti = begin; ti < end; ++ti) {
+            const AttnTile tile = ws.tiles[ti];
+            const uint32_t heads = std::min(gs, (tile.g + 1) * group - tile.h0);
+            const Sequence& s = *items[ws.tok_item[tile.t0]].seq;
+            const uint16_t* K = s.k_[il].data() + size_t{tile.g} * hk;
+            const uint16_t* Vt = s.v_[il].data() + size_t{tile.g} * hv * s.n_ctx_;
+            float* outs[kTileQ];
+            uint32_t lo[kTileQ], hi[kTileQ];
+            size_t nq = 0;
+            for (uint32_t i = 0; i < tile.nt; ++i) {
+                const size_t t = tile.t0 + i;
+                const uint32_t pos = ws.tok_pos[t];
+                for (uint32_t hh = 0; hh < heads; ++hh, ++nq) {
+                    const uint32_t h = tile.h0 + hh;
+                    const float* q = ws.q.data() + t * qd + size_t{h} * hk;
+                    // Q is rounded to F16 as ggml does before its F16 dot products.
+                    for (uint32_t d = 0; d < hk; ++d) q16[d] = fp32_to_fp16(q[d]);
+                    ops.f16_to_f32(q16, qf + nq * hk, hk);
+                    outs[nq] = ws.attn.data() + t * od + size_t{h} * hv;
+                    lo[nq] = first_key(pos);
+                    hi[nq] = pos + 1;
                 }
             }
+            // Tokens are in position order: the first query sees the earliest keys, the last the latest.
+            const uint32_t j_lo = lo[0], j_hi = hi[nq - 1];
+            ops.attn_scores(qf, nq, hk, K, kd, j_lo, j_hi, kq_scale, scores, ld, kf);
+            const uint32_t ja = j_lo / 8 * 8;
+            for (size_t iq = 0; iq < nq; ++iq) {
+                float* w = wf + iq * ld;
+                ops.softmax_f16(scores + iq * ld + lo[iq], hi[iq] - lo[iq], w16 + iq * ld + lo[iq]);
+                ops.f16_to_f32(w16 + iq * ld + lo[iq], w + lo[iq], hi[iq] - lo[iq]);
+                std::fill(w + ja, w + lo[iq], 0.0f);
+                std::fill(w + hi[iq], w + j_hi, 0.0f);
+            }
+            ops.attn_values(wf, nq, ld, Vt, s.n_ctx_, hv, ja, j_hi, outs);
         }
     });
 }
@@ -604,9 +720,35 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         }
     };
 
+    // Runs body(t) for every token of the batch, spread over the threads.
+    auto for_tokens = [&](auto&& body) {
+        pool_->parallel_for(T, 1, [&](size_t t0, size_t t1, size_t) {
+            for (size_t t = t0; t < t1; ++t) body(t);
+        });
+    };
+    // RoPE angles per token, once per forward pass for each (base, scale) the layers use.
+    const size_t R = hp_.n_rot;
+    grow(ws.rope_full, T * R);
+    for_tokens([&](size_t t) {
+        rope_angles(hp_.n_rot, static_cast<int32_t>(ws.tok_pos[t]), hp_.rope_freq_base, hp_.rope_freq_scale,
+                    freq_factors, ws.rope_full.data() + t * R);
+    });
+    const float* rope_full = ws.rope_full.data();
+    const float* rope_swa = rope_full;
+    const bool has_swa = std::find(hp_.swa_layers.begin(), hp_.swa_layers.end(), true) != hp_.swa_layers.end();
+    if (has_swa && (hp_.rope_freq_base_swa != hp_.rope_freq_base || hp_.rope_freq_scale_swa != hp_.rope_freq_scale)) {
+        grow(ws.rope_swa, T * R);
+        for_tokens([&](size_t t) {
+            rope_angles(hp_.n_rot, static_cast<int32_t>(ws.tok_pos[t]), hp_.rope_freq_base_swa,
+                        hp_.rope_freq_scale_swa, freq_factors, ws.rope_swa.data() + t * R);
+        });
+        rope_swa = ws.rope_swa.data();
+    }
+    const float* gelu = hp_.arch == Arch::Gemma3 ? gelu_table() : nullptr;
+
     for (uint32_t il = 0; il < hp_.n_layer; ++il) {
         const Layer& L = layers_[il];
-        for (size_t t = 0; t < T; ++t) norm(x + t * E, L.attn_norm.data(), xn + t * E, E);
+        for_tokens([&](size_t t) { norm(x + t * E, L.attn_norm.data(), xn + t * E, E); });
         matmul(ws, L.wq, xn, T, ws.q.data());
         matmul(ws, L.wk, xn, T, ws.k_cur.data());
         matmul(ws, L.wv, xn, T, ws.v_cur.data());
@@ -619,63 +761,62 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         add_bias(ws.k_cur.data(), L.bk);
         add_bias(ws.v_cur.data(), L.bv);
 
-        const bool swa = hp_.swa_layers[il];
-        const float base = swa ? hp_.rope_freq_base_swa : hp_.rope_freq_base;
-        const float scale = swa ? hp_.rope_freq_scale_swa : hp_.rope_freq_scale;
-        for (size_t t = 0; t < T; ++t) {
-            Sequence& s = *items[ws.tok_item[t]].seq;
-            const auto pos = static_cast<int32_t>(ws.tok_pos[t]);
-            for (uint32_t h = 0; h < hp_.n_head; ++h) {
-                float* q = ws.q.data() + t * qd + size_t{h} * hk;
-                if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
-                rope(q, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
-                if (hp_.arch == Arch::Gemma3) {
-                    for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
+        const float* cs = hp_.swa_layers[il] ? rope_swa : rope_full;
+        pool_->parallel_for(T, 1, [&](size_t t0, size_t t1, size_t) {
+            for (size_t t = t0; t < t1; ++t) {
+                Sequence& s = *items[ws.tok_item[t]].seq;
+                const auto pos = static_cast<size_t>(ws.tok_pos[t]);
+                const float* cst = cs + t * R;
+                for (uint32_t h = 0; h < hp_.n_head; ++h) {
+                    float* q = ws.q.data() + t * qd + size_t{h} * hk;
+                    if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
+                    rope_apply(q, hp_.n_rot, hp_.rope_type, cst);
+                    if (hp_.arch == Arch::Gemma3) {
+                        for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
+                    }
                 }
+                for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
+                    float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
+                    if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
+                    rope_apply(k, hp_.n_rot, hp_.rope_type, cst);
+                }
+                // Store K and V (transposed) in the cache; every token has its own cells.
+                uint16_t* kc = s.k_[il].data() + pos * kd;
+                for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(ws.k_cur[t * kd + i]);
+                uint16_t* vc = s.v_[il].data();
+                for (size_t i = 0; i < vd; ++i) vc[i * s.n_ctx_ + pos] = fp32_to_fp16(ws.v_cur[t * vd + i]);
             }
-            for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
-                float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
-                if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
-                rope(k, hk, hp_.n_rot, hp_.rope_type, pos, base, scale, freq_factors);
-            }
-            // Store K and V (transposed) in the cache.
-            uint16_t* kc = s.k_[il].data() + static_cast<size_t>(pos) * kd;
-            for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(ws.k_cur[t * kd + i]);
-            uint16_t* vc = s.v_[il].data();
-            for (size_t i = 0; i < vd; ++i) {
-                vc[i * s.n_ctx_ + static_cast<size_t>(pos)] = fp32_to_fp16(ws.v_cur[t * vd + i]);
-            }
-        }
+        });
         attention(ws, items, il, T);
         float* tmp = ws.tmp.data();
         matmul(ws, L.wo, ws.attn.data(), T, tmp);
         add_bias(tmp, L.bo);
-        for (size_t t = 0; t < T; ++t) {
+        // Residual, then the feed-forward's input norm.
+        for_tokens([&](size_t t) {
             if (!L.attn_post_norm.empty()) norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E);
             for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
-        }
-        // Feed-forward.
-        for (size_t t = 0; t < T; ++t) norm(x + t * E, L.ffn_norm.data(), xn + t * E, E);
+            norm(x + t * E, L.ffn_norm.data(), xn + t * E, E);
+        });
         float* gate = ws.gate.data();
         float* up = ws.up.data();
         matmul(ws, L.ffn_gate, xn, T, gate);
         matmul(ws, L.ffn_up, xn, T, up);
-        if (hp_.arch == Arch::Gemma3) {
-            for (size_t i = 0; i < T * F; ++i) gate[i] = gelu_ggml(gate[i]) * up[i];
-        } else {
-            if (ops != nullptr) {
-                pool_->parallel_for(T, 1, [&](size_t b0, size_t b1, size_t) {
-                    for (size_t t = b0; t < b1; ++t) ops->silu_mul(gate + t * F, up + t * F, F);
-                });
+        for_tokens([&](size_t t) {
+            float* g = gate + t * F;
+            const float* u = up + t * F;
+            if (gelu != nullptr) {
+                for (size_t i = 0; i < F; ++i) g[i] = gelu_ggml(gelu, g[i]) * u[i];
+            } else if (ops != nullptr) {
+                ops->silu_mul(g, u, F);
             } else {
-                for (size_t t = 0; t < T; ++t) swiglu_row(gate + t * F, up + t * F, F);
+                swiglu_row(g, u, F);
             }
-        }
+        });
         matmul(ws, L.ffn_down, gate, T, tmp);
-        for (size_t t = 0; t < T; ++t) {
+        for_tokens([&](size_t t) {
             if (!L.ffn_post_norm.empty()) norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E);
             for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
-        }
+        });
     }
     // Output head: the last position of each item that wants logits.
     size_t n_out = 0;

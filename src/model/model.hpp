@@ -34,6 +34,7 @@
 #include "gguf/result.hpp"
 #include "gguf/types.hpp"
 #include "kernels/matmul.hpp"
+#include "kernels/ops.hpp"
 #include "kernels/quants.hpp"
 #include "kernels/threadpool.hpp"
 
@@ -175,19 +176,28 @@ private:
     Status load_hparams();
     Status load_tensors();
 
+    // Attention work item: tokens [t0, t0 + nt) of one sequence (batch indices), heads [h0, ...)
+    // of KV head g.
+    struct AttnTile {
+        uint32_t t0, nt, g, h0;
+    };
     // Scratch of one forward pass, sized for the largest batch seen so far.
     struct Workspace {
         std::vector<float> x, xn, q, k_cur, v_cur, attn, tmp, gate, up, logits;
+        std::vector<float> rope_full, rope_swa;  // per token: cos, sin of each rotated pair
         kernels::MatmulScratch mm;            // kernels::matmul's buffers (SIMD ISAs)
         std::vector<float> thread_buf;        // per-thread attention scores
         std::vector<uint16_t> thread_buf16;   // per-thread f16 softmax weights and q
         // Per token of the batch: its sequence (index into the items) and position.
         std::vector<uint32_t> tok_item, tok_pos;
         std::vector<int32_t> tok_id;
+        std::vector<AttnTile> tiles;  // attention work items (SIMD path)
     };
 
     void matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const;
     void attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const;
+    void attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il,
+                         const kernels::SimdOps& ops) const;
 
     std::unique_ptr<gguf::File> owned_file_;
     const gguf::File* file_ = nullptr;

@@ -349,6 +349,37 @@ TEST(ThreadPool, ManyShortLoopsCoverEveryIndexOnce) {
     }
 }
 
+// More threads than cores, plus busy threads competing for them: workers are often descheduled
+// and wake up after their loop has ended (and the next has begun). Each loop must still run
+// every item exactly once, with its own body and bounds, and never hang.
+TEST(ThreadPool, LateWorkersNeverRunAnEndedLoop) {
+    std::atomic<bool> busy{true};
+    std::vector<std::thread> spinners;
+    for (int i = 0; i < 2; ++i) {
+        spinners.emplace_back([&] {
+            while (busy.load(std::memory_order_relaxed)) {
+            }
+        });
+    }
+    ThreadPool pool(6);
+    std::vector<std::atomic<int>> hits(257);
+    for (int iter = 0; iter < 3000; ++iter) {
+        const size_t n = 1 + static_cast<size_t>(iter * 61) % hits.size();
+        const size_t grain = 1 + static_cast<size_t>(iter) % 5;
+        pool.parallel_for(n, grain, [&, n, iter](size_t b, size_t e, size_t thread) {
+            ASSERT_LT(thread, pool.size());
+            ASSERT_LE(e, n) << "iter " << iter;
+            for (size_t i = b; i < e; ++i) hits[i].fetch_add(1, std::memory_order_relaxed);
+            if (iter % 97 == 0) std::this_thread::yield();
+        });
+        for (size_t i = 0; i < hits.size(); ++i) {
+            ASSERT_EQ(hits[i].exchange(0), i < n ? 1 : 0) << "iter=" << iter;
+        }
+    }
+    busy.store(false);
+    for (auto& t : spinners) t.join();
+}
+
 TEST(ThreadPool, ConcurrentCallersAreSerialised) {
     ThreadPool pool(2);
     std::atomic<long> total{0};

