@@ -28,6 +28,7 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
     const auto cols = static_cast<size_t>(w.cols);
 
     const std::byte* act = nullptr;
+    const int32_t* act_sums = nullptr;  // Q8_0 block sums, n > 1 only
     size_t stride = 0;
     if (kt.vec_dot_type == TensorType::F32) {
         act = reinterpret_cast<const std::byte*>(x);
@@ -38,8 +39,24 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
         const size_t words = (stride * n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
         if (scratch.act.size() < words) scratch.act.resize(words);
         auto* base = reinterpret_cast<std::byte*>(scratch.act.data());
+        // Q8_0 activations also get their block sums (the tiles' offset term for Q4_0, Q5_0...).
+        const size_t nb = cols / static_cast<size_t>(at.block_size);
+        int32_t* sums = nullptr;
+        if (kt.vec_dot_type == TensorType::Q8_0 && n > 1) {
+            if (scratch.asum.size() < n * nb) scratch.asum.resize(n * nb);
+            sums = scratch.asum.data();
+        }
         const auto quantize_rows = [&](size_t begin, size_t end, size_t) {
-            for (size_t t = begin; t < end; ++t) at.quantize(x + t * cols, base + t * stride, w.cols);
+            for (size_t t = begin; t < end; ++t) {
+                at.quantize(x + t * cols, base + t * stride, w.cols);
+                if (sums == nullptr) continue;
+                const auto* blocks = reinterpret_cast<const BlockQ8_0*>(base + t * stride);
+                for (size_t ib = 0; ib < nb; ++ib) {
+                    int32_t sum = 0;
+                    for (int8_t q : blocks[ib].qs) sum += q;
+                    sums[t * nb + ib] = sum;
+                }
+            }
         };
         if (n == 1) {
             quantize_rows(0, 1, 0);
@@ -47,6 +64,7 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
             pool.parallel_for(n, 1, quantize_rows);
         }
         act = base;
+        act_sums = sums;
     }
 
     const detail::TileFn tile = detail::tile_fn(w.type, isa);
@@ -73,7 +91,7 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
                 const size_t nt = std::min(kTokBlock, n - t0);
                 if (tile != nullptr) {
                     tile(w.cols, wr, w.row_bytes, nr, act + t0 * stride, stride, nt, y + t0 * rows + r0, rows,
-                         scratch_base + thread * per_thread);
+                         act_sums != nullptr ? act_sums + t0 * (cols / kQK8_0) : nullptr, scratch_base + thread * per_thread);
                     continue;
                 }
                 for (size_t r = 0; r < nr; ++r) {

@@ -18,15 +18,16 @@ namespace realm::kernels::detail {
 // toks <= kTileMaxToks; scratch: tile_scratch_bytes(n) bytes, 64-byte aligned, private to the
 // calling thread (the AVX-512 tiles repack 16 weight rows there once and reuse them for every
 // activation row of the call).
+// asum: for Q8_0 activations, the int8 sum of every 32-element block (asum[t * (n / 32) + block]),
+// computed once per matmul rather than once per row block; nullptr for other formats.
 using TileFn = void (*)(int64_t n, const std::byte* w, size_t w_stride, size_t rows, const std::byte* a,
-                        size_t a_stride, size_t toks, float* y, size_t y_stride, std::byte* scratch);
+                        size_t a_stride, size_t toks, float* y, size_t y_stride, const int32_t* asum,
+                        std::byte* scratch);
 
 inline constexpr size_t kTileMaxToks = 128;
-// Per 32-element block: 16 rows of unpacked weights (512 bytes), their scales and mins (2 x 64),
-// and the activation sums of up to kTileMaxToks rows (4 bytes each).
-inline constexpr size_t tile_scratch_bytes(int64_t n) {
-    return static_cast<size_t>(n < 0 ? 0 : n) / 32 * (512 + 128 + 4 * kTileMaxToks) + 64;
-}
+// The AVX-512 tiles' repacked 16 weight rows: per 32-element block 512 bytes of quants and 128 of
+// scales and mins; per 256-element K-quant super-block 5760 bytes (kKStride), i.e. 720 per 32.
+inline constexpr size_t tile_scratch_bytes(int64_t n) { return static_cast<size_t>(n < 0 ? 0 : n) / 32 * 720 + 64; }
 
 struct SimdKernels {
     TensorType type;
