@@ -1,5 +1,5 @@
-// SIMD element-wise kernels for the forward pass (SiLU-gated product, RMSNorm, the attention
-// row: F16 dot products and softmax). They use FMA and float sums, so they agree with ggml's
+// SIMD element-wise kernels for the forward pass (SiLU-gated product, RMSNorm, F16 conversions,
+// attention tiles and softmax). They use FMA and float sums, so they agree with ggml's
 // scalar formulas within rounding, not bitwise; the model keeps its ggml-exact scalar versions
 // for Isa::Scalar and calls these otherwise.
 #pragma once
@@ -16,13 +16,11 @@ struct SimdOps {
     void (*silu_mul)(float* gate, const float* up, size_t n);
     // y = x / sqrt(mean(x^2) + eps) * w; y may alias x.
     void (*rms_norm)(const float* x, const float* w, float* y, size_t n, float eps);
-    // out[j] = scale * (q . k_j), k_j = k + j * k_stride, n rows of hk F16 values (attention
-    // scores against the keys; or, with the softmax weights as q, the outputs against V^T).
-    void (*f16_dots)(const uint16_t* q, const uint16_t* k, size_t k_stride, size_t hk, size_t n, float scale,
-                     float* out);
     // w16 = F16(softmax(x)) over n >= 1 values; x is overwritten.
     void (*softmax_f16)(float* x, size_t n, uint16_t* w16);
     void (*f16_to_f32)(const uint16_t* x, float* y, size_t n);
+    // Round to nearest even, as kernels::fp32_to_fp16 (NaN payloads may differ).
+    void (*f32_to_f16)(const float* x, uint16_t* y, size_t n);
     // Attention tiles (nq queries sharing one K/V head). Scores: s[iq * s_stride + j] =
     // scale * (q_iq . k_j) for j in [j0, j1), k_j = k + j * k_stride (hk F16 values), q rows of
     // hk floats; kf: scratch of 64 * hk floats.

@@ -613,7 +613,7 @@ void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uin
                     const uint32_t h = tile.h0 + hh;
                     const float* q = ws.q.data() + t * qd + size_t{h} * hk;
                     // Q is rounded to F16 as ggml does before its F16 dot products.
-                    for (uint32_t d = 0; d < hk; ++d) q16[d] = fp32_to_fp16(q[d]);
+                    ops.f32_to_f16(q, q16, hk);
                     ops.f16_to_f32(q16, qf + nq * hk, hk);
                     outs[nq] = ws.attn.data() + t * od + size_t{h} * hv;
                     lo[nq] = first_key(pos);
@@ -782,9 +782,21 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
                 }
                 // Store K and V (transposed) in the cache; every token has its own cells.
                 uint16_t* kc = s.k_[il].data() + pos * kd;
-                for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(ws.k_cur[t * kd + i]);
-                uint16_t* vc = s.v_[il].data();
-                for (size_t i = 0; i < vd; ++i) vc[i * s.n_ctx_ + pos] = fp32_to_fp16(ws.v_cur[t * vd + i]);
+                const float* kt = ws.k_cur.data() + t * kd;
+                const float* vt = ws.v_cur.data() + t * vd;
+                uint16_t* vc = s.v_[il].data() + pos;
+                if (ops != nullptr) {
+                    ops->f32_to_f16(kt, kc, kd);
+                    uint16_t v16[64];
+                    for (size_t i0 = 0; i0 < vd; i0 += 64) {
+                        const size_t n = std::min<size_t>(64, vd - i0);
+                        ops->f32_to_f16(vt + i0, v16, n);
+                        for (size_t i = 0; i < n; ++i) vc[(i0 + i) * s.n_ctx_] = v16[i];
+                    }
+                } else {
+                    for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(kt[i]);
+                    for (size_t i = 0; i < vd; ++i) vc[i * s.n_ctx_] = fp32_to_fp16(vt[i]);
+                }
             }
         });
         attention(ws, items, il, T);

@@ -279,23 +279,101 @@ TEST_P(Simd, ElementwiseOpsMatchTheirFormulas) {
             ASSERT_NEAR(fp16_to_fp32(w16[i]), want, want * (std::ldexp(1.0, -11) + 1e-5) + std::ldexp(1.0, -24)) << i;
         }
     }
-    // F16 dot products of one query against many keys (any length: head sizes, or positions for V).
-    for (size_t hk : {1, 7, 8, 13, 16, 24, 64, 70, 128, 256, 1000}) {
-        const size_t n_keys = 37;
-        const size_t stride = hk * 3;  // keys of other heads in between
-        std::vector<uint16_t> q(hk), k(stride * n_keys);
-        for (auto& v : q) v = fp32_to_fp16(u(rng));
+}
+
+TEST_P(Simd, F16ConversionsMatchTheScalarOnes) {
+    const SimdOps* ops = simd_ops(GetParam());
+    ASSERT_NE(ops, nullptr);
+    std::vector<uint16_t> all;
+    for (uint32_t h = 0; h < 65536; ++h) {
+        if ((h & 0x7C00u) == 0x7C00u && (h & 0x3FFu) != 0) continue;  // NaN payloads may differ
+        all.push_back(static_cast<uint16_t>(h));
+    }
+    std::vector<float> f(all.size());
+    ops->f16_to_f32(all.data(), f.data(), all.size());
+    for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(std::bit_cast<uint32_t>(f[i]), std::bit_cast<uint32_t>(fp16_to_fp32(all[i])));
+    // Rounding: random magnitudes from the subnormal range to past the largest half, ties included.
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> e(-27.0f, 17.0f);
+    std::vector<float> x(4099);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 2 ? -1.0f : 1.0f) * std::exp2(e(rng));
+    for (size_t i = 0; i + 1 < all.size() && i < 2000; ++i) x[i] = 0.5f * (fp16_to_fp32(all[i]) + fp16_to_fp32(all[i + 1]));
+    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, x.size()}) {
+        std::vector<uint16_t> h(n);
+        ops->f32_to_f16(x.data(), h.data(), n);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(h[i], fp32_to_fp16(x[i])) << x[i];
+    }
+}
+
+// The attention tiles against a double reference, and tile invariance: a (query, key) score or a
+// query's output is bitwise the same alone as in any tile (the model's batch independence).
+TEST_P(Simd, AttentionTilesMatchTheReferenceAndEachOther) {
+    const SimdOps* ops = simd_ops(GetParam());
+    ASSERT_NE(ops, nullptr);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+    for (size_t hk : {1, 7, 8, 13, 64, 70, 256}) {
+        const size_t n_ctx = 150, stride = hk * 2;  // another head's keys in between
+        std::vector<uint16_t> k(stride * n_ctx);
         for (auto& v : k) v = fp32_to_fp16(u(rng));
-        std::vector<float> out(n_keys);
-        ops->f16_dots(q.data(), k.data(), stride, hk, n_keys, 0.125f, out.data());
-        for (size_t j = 0; j < n_keys; ++j) {
-            double want = 0.0, abs_sum = 0.0;
-            for (size_t i = 0; i < hk; ++i) {
-                const double p = static_cast<double>(fp16_to_fp32(q[i])) * fp16_to_fp32(k[j * stride + i]);
-                want += p;
-                abs_sum += std::fabs(p);
+        for (size_t nq : {1, 3, 8}) {
+            std::vector<float> q(nq * hk);
+            for (auto& v : q) v = fp16_to_fp32(fp32_to_fp16(u(rng)));
+            std::vector<float> kf(64 * hk);
+            for (auto [j0, j1] : {std::pair<size_t, size_t>{0, 1}, {5, 9}, {3, 67}, {0, 64}, {17, 150}}) {
+                SCOPED_TRACE("hk=" + std::to_string(hk) + " nq=" + std::to_string(nq) + " keys " + std::to_string(j0) +
+                             ".." + std::to_string(j1));
+                std::vector<float> sc(nq * n_ctx, -1.0f);
+                ops->attn_scores(q.data(), nq, hk, k.data(), stride, j0, j1, 0.5f, sc.data(), n_ctx, kf.data());
+                for (size_t iq = 0; iq < nq; ++iq) {
+                    std::vector<float> alone(n_ctx);
+                    ops->attn_scores(q.data() + iq * hk, 1, hk, k.data(), stride, j1 - 1, j1, 0.5f, alone.data(), n_ctx,
+                                     kf.data());
+                    ASSERT_EQ(std::bit_cast<uint32_t>(alone[j1 - 1]), std::bit_cast<uint32_t>(sc[iq * n_ctx + j1 - 1]));
+                    for (size_t j = j0; j < j1; ++j) {
+                        double want = 0.0, abs_sum = 0.0;
+                        for (size_t i = 0; i < hk; ++i) {
+                            const double p = static_cast<double>(q[iq * hk + i]) * fp16_to_fp32(k[j * stride + i]);
+                            want += p;
+                            abs_sum += std::fabs(p);
+                        }
+                        ASSERT_NEAR(sc[iq * n_ctx + j], 0.5 * want, 0.5 * 1e-6 * abs_sum) << "query " << iq << " key " << j;
+                    }
+                }
             }
-            ASSERT_NEAR(out[j], 0.125 * want, 0.125 * 1e-6 * abs_sum) << "hk=" << hk << " key " << j;
+        }
+    }
+    // Values: V^T rows of n_ctx positions; each query weighs its own keys [lo, hi), zero elsewhere.
+    for (size_t hv : {1, 5, 64, 256}) {
+        const size_t n_ctx = 150;
+        std::vector<uint16_t> vt(hv * n_ctx);
+        for (auto& v : vt) v = fp32_to_fp16(u(rng));
+        const size_t nq = 11;  // more than one pass of 8
+        std::vector<size_t> lo(nq), hi(nq);
+        std::vector<float> w(nq * n_ctx, 0.0f);
+        for (size_t iq = 0; iq < nq; ++iq) {
+            lo[iq] = 3 + iq * 5;
+            hi[iq] = 40 + iq * 9;
+            for (size_t j = lo[iq]; j < hi[iq]; ++j) w[iq * n_ctx + j] = fp16_to_fp32(fp32_to_fp16(std::fabs(u(rng)) / 8.0f));
+        }
+        std::vector<float> out(nq * hv), alone(hv);
+        std::vector<float*> outs(nq);
+        for (size_t iq = 0; iq < nq; ++iq) outs[iq] = out.data() + iq * hv;
+        ops->attn_values(w.data(), nq, n_ctx, vt.data(), n_ctx, hv, 0, hi[nq - 1], outs.data());
+        for (size_t iq = 0; iq < nq; ++iq) {
+            SCOPED_TRACE("hv=" + std::to_string(hv) + " query " + std::to_string(iq));
+            float* one = alone.data();
+            ops->attn_values(w.data() + iq * n_ctx, 1, n_ctx, vt.data(), n_ctx, hv, lo[iq] / 8 * 8, hi[iq], &one);
+            for (size_t d = 0; d < hv; ++d) {
+                double want = 0.0, abs_sum = 0.0;
+                for (size_t j = lo[iq]; j < hi[iq]; ++j) {
+                    const double p = static_cast<double>(w[iq * n_ctx + j]) * fp16_to_fp32(vt[d * n_ctx + j]);
+                    want += p;
+                    abs_sum += std::fabs(p);
+                }
+                ASSERT_NEAR(out[iq * hv + d], want, 1e-6 * abs_sum) << "d=" << d;
+                ASSERT_EQ(std::bit_cast<uint32_t>(alone[d]), std::bit_cast<uint32_t>(out[iq * hv + d])) << "d=" << d;
+            }
         }
     }
 }
