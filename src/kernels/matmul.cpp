@@ -22,10 +22,21 @@ size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
 void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPool& pool, MatmulScratch& scratch,
             Isa isa) {
-    if (n == 0 || w.rows <= 0) return;
-    const KernelTraits& kt = *kernel_traits(w.type, isa);
-    const auto rows = static_cast<size_t>(w.rows);
-    const auto cols = static_cast<size_t>(w.cols);
+    matmul_many(std::span(&w, 1), x, n, std::span(&y, 1), pool, scratch, isa);
+}
+
+void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std::span<float* const> ys,
+                 ThreadPool& pool, MatmulScratch& scratch, Isa isa) {
+    if (n == 0 || ws.empty()) return;
+    const KernelTraits& kt = *kernel_traits(ws[0].type, isa);
+    const auto cols = static_cast<size_t>(ws[0].cols);
+    // One shared activation quantization needs one activation format.
+    for (const MatmulWeight& w : ws.subspan(1)) {
+        if (kernel_traits(w.type, isa)->vec_dot_type != kt.vec_dot_type) {
+            for (size_t i = 0; i < ws.size(); ++i) matmul_many(ws.subspan(i, 1), x, n, ys.subspan(i, 1), pool, scratch, isa);
+            return;
+        }
+    }
 
     const std::byte* act = nullptr;
     const int32_t* act_sums = nullptr;  // Q8_0 block sums, n > 1 only
@@ -48,7 +59,7 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
         }
         const auto quantize_rows = [&](size_t begin, size_t end, size_t) {
             for (size_t t = begin; t < end; ++t) {
-                at.quantize(x + t * cols, base + t * stride, w.cols);
+                at.quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
                 if (sums == nullptr) continue;
                 const auto* blocks = reinterpret_cast<const BlockQ8_0*>(base + t * stride);
                 for (size_t ib = 0; ib < nb; ++ib) {
@@ -67,23 +78,34 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
         act_sums = sums;
     }
 
-    const detail::TileFn tile = detail::tile_fn(w.type, isa);
-    // One 64-byte aligned scratch area per thread for the tiles.
-    const size_t per_thread = (detail::tile_scratch_bytes(w.cols) + 63) / 64 * 64;
-    std::byte* scratch_base = nullptr;
-    if (tile != nullptr) {
-        const size_t bytes = per_thread * pool.size() + 64;
-        const size_t words = (bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
-        if (scratch.tile.size() < words) scratch.tile.resize(words);
-        auto addr = reinterpret_cast<uintptr_t>(scratch.tile.data());
-        scratch_base = reinterpret_cast<std::byte*>((addr + 63) / 64 * 64);
-    }
-    const size_t n_row_blocks = (rows + kRowBlock - 1) / kRowBlock;
+    // One 64-byte aligned scratch area per thread for the tiles (all the matrices have `cols`).
+    const size_t per_thread = (detail::tile_scratch_bytes(static_cast<int64_t>(cols)) + 63) / 64 * 64;
+    const size_t bytes = per_thread * pool.size() + 64;
+    const size_t words = (bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
+    if (scratch.tile.size() < words) scratch.tile.resize(words);
+    auto* scratch_base = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(scratch.tile.data()) + 63) / 64 * 64);
+
+    // Work items: the row blocks of every matrix, one after the other, so that the matrices
+    // share one loop (one barrier) as well as the quantized activations.
+    size_t n_row_blocks = 0;
+    for (const MatmulWeight& w : ws) n_row_blocks += (static_cast<size_t>(w.rows) + kRowBlock - 1) / kRowBlock;
     // A few chunks per thread: enough to even out the load, few enough that handing them out
     // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
     const size_t grain = std::max<size_t>(1, n_row_blocks / (pool.size() * 4));
     pool.parallel_for(n_row_blocks, grain, [&](size_t begin, size_t end, size_t thread) {
-        for (size_t rb = begin; rb < end; ++rb) {
+        for (size_t item = begin; item < end; ++item) {
+            size_t m = 0;
+            size_t rb = item;
+            for (;; ++m) {
+                const size_t blocks = (static_cast<size_t>(ws[m].rows) + kRowBlock - 1) / kRowBlock;
+                if (rb < blocks) break;
+                rb -= blocks;
+            }
+            const MatmulWeight& w = ws[m];
+            const KernelTraits& wt = *kernel_traits(w.type, isa);
+            const detail::TileFn tile = detail::tile_fn(w.type, isa);
+            const auto rows = static_cast<size_t>(w.rows);
+            float* y = ys[m];
             const size_t r0 = rb * kRowBlock;
             const size_t nr = std::min(kRowBlock, rows - r0);
             const std::byte* wr = w.data + r0 * w.row_bytes;
@@ -96,7 +118,7 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
                 }
                 for (size_t r = 0; r < nr; ++r) {
                     for (size_t t = t0; t < t0 + nt; ++t) {
-                        y[t * rows + r0 + r] = kt.vec_dot(w.cols, wr + r * w.row_bytes, act + t * stride);
+                        y[t * rows + r0 + r] = wt.vec_dot(w.cols, wr + r * w.row_bytes, act + t * stride);
                     }
                 }
             }

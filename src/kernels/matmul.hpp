@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "gguf/types.hpp"
@@ -46,5 +47,12 @@ struct MatmulScratch {
 // (checked by the model loader, not here): w.type has a dot product, shapes are consistent.
 void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPool& pool, MatmulScratch& scratch,
             Isa isa = active_isa());
+
+// Several matrices of the same column count against the same activations (Q, K and V; gate and
+// up): ys[i] gets ws[i]'s product, each exactly as matmul would give it, with the activations
+// quantized once and one loop over all the rows. If their activation formats differ, they run
+// one by one.
+void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std::span<float* const> ys,
+                 ThreadPool& pool, MatmulScratch& scratch, Isa isa = active_isa());
 
 }  // namespace realm::kernels

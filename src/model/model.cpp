@@ -1,6 +1,7 @@
 #include "model/model.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -460,9 +461,17 @@ Result<Sequence> Model::new_sequence(uint32_t n_ctx) const {
 }
 
 void Model::matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const {
+    matmul_many(ws, {&w}, x, n_tokens, {y});
+}
+
+void Model::matmul_many(Workspace& ws, std::initializer_list<const Weight*> w, const float* x, size_t n_tokens,
+                        std::initializer_list<float*> y) const {
     // With the scalar ISA this is ggml's scalar vec_dot per (row, token): the bit-exact path.
-    kernels::matmul({w.tensor->type, w.data, w.rows, w.cols, w.row_bytes}, x, n_tokens, y, *pool_, ws.mm,
-                    kernels::active_isa());
+    std::array<kernels::MatmulWeight, 3> mw{};
+    size_t i = 0;
+    for (const Weight* p : w) mw[i++] = {p->tensor->type, p->data, p->rows, p->cols, p->row_bytes};
+    kernels::matmul_many(std::span(mw.data(), i), x, n_tokens, std::span(y.begin(), y.size()), *pool_, ws.mm,
+                         kernels::active_isa());
 }
 
 void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const {
@@ -749,9 +758,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
     for (uint32_t il = 0; il < hp_.n_layer; ++il) {
         const Layer& L = layers_[il];
         for_tokens([&](size_t t) { norm(x + t * E, L.attn_norm.data(), xn + t * E, E); });
-        matmul(ws, L.wq, xn, T, ws.q.data());
-        matmul(ws, L.wk, xn, T, ws.k_cur.data());
-        matmul(ws, L.wv, xn, T, ws.v_cur.data());
+        matmul_many(ws, {&L.wq, &L.wk, &L.wv}, xn, T, {ws.q.data(), ws.k_cur.data(), ws.v_cur.data()});
         auto add_bias = [T](float* y, const std::vector<float>& b) {
             if (b.empty()) return;
             for (size_t t = 0; t < T; ++t)
@@ -811,8 +818,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         });
         float* gate = ws.gate.data();
         float* up = ws.up.data();
-        matmul(ws, L.ffn_gate, xn, T, gate);
-        matmul(ws, L.ffn_up, xn, T, up);
+        matmul_many(ws, {&L.ffn_gate, &L.ffn_up}, xn, T, {gate, up});
         for_tokens([&](size_t t) {
             float* g = gate + t * F;
             const float* u = up + t * F;

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -195,6 +196,9 @@ private:
     };
 
     void matmul(Workspace& ws, const Weight& w, const float* x, size_t n_tokens, float* y) const;
+    // Up to 3 matrices against the same input (kernels::matmul_many).
+    void matmul_many(Workspace& ws, std::initializer_list<const Weight*> w, const float* x, size_t n_tokens,
+                     std::initializer_list<float*> y) const;
     void attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const;
     void attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il,
                          const kernels::SimdOps& ops) const;

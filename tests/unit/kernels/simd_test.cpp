@@ -385,6 +385,40 @@ TEST(SimdOps, ScalarIsaHasNone) { EXPECT_EQ(simd_ops(Isa::Scalar), nullptr); }
 INSTANTIATE_TEST_SUITE_P(Isas, Simd, ::testing::Values(Isa::Avx2, Isa::Avx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
 
+// matmul_many gives every matrix exactly what matmul gives it alone: with shared activations
+// (one format), and one by one (formats that differ).
+TEST_P(Simd, MatmulManyEqualsOneByOne) {
+    ThreadPool pool(2);
+    const std::vector<std::vector<TensorType>> sets = {
+        {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q5_0},  // Q8_0 activations
+        {TensorType::Q4_K, TensorType::Q6_K},                    // Q8_K activations
+        {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q4_1},  // three formats
+    };
+    uint32_t seed = 5;
+    for (const auto& set : sets) {
+        for (size_t n : {size_t{1}, size_t{3}, size_t{9}, size_t{130}}) {
+            std::vector<Problem> ps;
+            int64_t rows = 19;
+            for (TensorType t : set) ps.push_back(make_problem(t, rows += 16, 512, n, seed++));
+            std::vector<MatmulWeight> ws;
+            std::vector<std::vector<float>> ys;
+            std::vector<float*> yp;
+            for (auto& p : ps) {
+                ws.push_back({p.type, p.w.data(), p.rows, p.cols, p.row_bytes});
+                ys.emplace_back(static_cast<size_t>(p.rows) * n, -1.0f);
+            }
+            for (auto& y : ys) yp.push_back(y.data());
+            const std::vector<float>& x = ps[0].x;
+            MatmulScratch scratch;
+            matmul_many(ws, x.data(), n, yp, pool, scratch, GetParam());
+            for (size_t i = 0; i < ps.size(); ++i) {
+                SCOPED_TRACE("matrix " + std::to_string(i) + " n=" + std::to_string(n));
+                ASSERT_EQ(ys[i], run_matmul(ps[i], x.data(), n, pool, GetParam()));
+            }
+        }
+    }
+}
+
 TEST(Matmul, ScalarIsaIsTheScalarReference) {
     ThreadPool pool(2);
     for (TensorType t : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K,
