@@ -787,22 +787,34 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
                     if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
                     rope_apply(k, hp_.n_rot, hp_.rope_type, cst);
                 }
-                // Store K and V (transposed) in the cache; every token has its own cells.
+                // Store K in the cache; every token has its own cells.
                 uint16_t* kc = s.k_[il].data() + pos * kd;
                 const float* kt = ws.k_cur.data() + t * kd;
-                const float* vt = ws.v_cur.data() + t * vd;
-                uint16_t* vc = s.v_[il].data() + pos;
                 if (ops != nullptr) {
                     ops->f32_to_f16(kt, kc, kd);
-                    uint16_t v16[64];
-                    for (size_t i0 = 0; i0 < vd; i0 += 64) {
-                        const size_t n = std::min<size_t>(64, vd - i0);
-                        ops->f32_to_f16(vt + i0, v16, n);
-                        for (size_t i = 0; i < n; ++i) vc[(i0 + i) * s.n_ctx_] = v16[i];
-                    }
                 } else {
                     for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(kt[i]);
-                    for (size_t i = 0; i < vd; ++i) vc[i * s.n_ctx_] = fp32_to_fp16(vt[i]);
+                }
+            }
+        });
+        // V is stored transposed (one row per dimension, one column per position): split by
+        // dimension, so that two threads never write neighbouring positions of one cache line.
+        pool_->parallel_for(vd, 8, [&](size_t i0, size_t i1, size_t) {
+            float vf[64];
+            uint16_t v16[64];
+            for (size_t i = i0; i < i1; ++i) {
+                for (size_t t0 = 0; t0 < T; t0 += 64) {
+                    const size_t n = std::min<size_t>(64, T - t0);
+                    for (size_t k = 0; k < n; ++k) vf[k] = ws.v_cur[(t0 + k) * vd + i];
+                    if (ops != nullptr) {
+                        ops->f32_to_f16(vf, v16, n);
+                    } else {
+                        for (size_t k = 0; k < n; ++k) v16[k] = fp32_to_fp16(vf[k]);
+                    }
+                    for (size_t k = 0; k < n; ++k) {
+                        Sequence& s = *items[ws.tok_item[t0 + k]].seq;
+                        s.v_[il][i * s.n_ctx_ + ws.tok_pos[t0 + k]] = v16[k];
+                    }
                 }
             }
         });
