@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/fp16.hpp"
 #include "kernels/quants.hpp"
 #include "kernels/simd_table.hpp"
 
@@ -39,7 +40,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
     }
 
     const std::byte* act = nullptr;
-    const int32_t* act_sums = nullptr;  // Q8_0 block sums, n > 1 only
+    const detail::ActBlock* act_info = nullptr;  // Q8_0/Q8_1, n > 1 only
     size_t stride = 0;
     if (kt.vec_dot_type == TensorType::F32) {
         act = reinterpret_cast<const std::byte*>(x);
@@ -50,22 +51,38 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
         const size_t words = (stride * n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
         if (scratch.act.size() < words) scratch.act.resize(words);
         auto* base = reinterpret_cast<std::byte*>(scratch.act.data());
-        // Q8_0 activations also get their block sums (the tiles' offset term for Q4_0, Q5_0...).
+        // Q8_0/Q8_1 activations also get their blocks' sums and float scales, for the tiles.
         const size_t nb = cols / static_cast<size_t>(at.block_size);
-        int32_t* sums = nullptr;
-        if (kt.vec_dot_type == TensorType::Q8_0 && n > 1) {
-            if (scratch.asum.size() < n * nb) scratch.asum.resize(n * nb);
-            sums = scratch.asum.data();
+        detail::ActBlock* info = nullptr;
+        if ((kt.vec_dot_type == TensorType::Q8_0 || kt.vec_dot_type == TensorType::Q8_1) && n > 1) {
+            const size_t info_words = (n * nb * sizeof(detail::ActBlock) + sizeof(std::max_align_t) - 1) /
+                                      sizeof(std::max_align_t);
+            if (scratch.ainfo.size() < info_words) scratch.ainfo.resize(info_words);
+            info = reinterpret_cast<detail::ActBlock*>(scratch.ainfo.data());
         }
+        const bool q8_1 = kt.vec_dot_type == TensorType::Q8_1;
         const auto quantize_rows = [&](size_t begin, size_t end, size_t) {
             for (size_t t = begin; t < end; ++t) {
                 at.quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
-                if (sums == nullptr) continue;
-                const auto* blocks = reinterpret_cast<const BlockQ8_0*>(base + t * stride);
+                if (info == nullptr) continue;
                 for (size_t ib = 0; ib < nb; ++ib) {
+                    detail::ActBlock& ai = info[t * nb + ib];
+                    const int8_t* qs = nullptr;
+                    if (q8_1) {
+                        const auto& b = reinterpret_cast<const BlockQ8_1*>(base + t * stride)[ib];
+                        qs = b.qs;
+                        ai.d = fp16_to_fp32(b.d);
+                        ai.s = fp16_to_fp32(b.s);
+                    } else {
+                        const auto& b = reinterpret_cast<const BlockQ8_0*>(base + t * stride)[ib];
+                        qs = b.qs;
+                        ai.d = fp16_to_fp32(b.d);
+                        ai.s = 0.0f;
+                    }
                     int32_t sum = 0;
-                    for (int8_t q : blocks[ib].qs) sum += q;
-                    sums[t * nb + ib] = sum;
+                    for (size_t k = 0; k < static_cast<size_t>(kQK8_0); ++k) sum += qs[k];
+                    ai.sum = sum;
+                    ai.unused = 0;
                 }
             }
         };
@@ -75,7 +92,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
             pool.parallel_for(n, 1, quantize_rows);
         }
         act = base;
-        act_sums = sums;
+        act_info = info;
     }
 
     // One 64-byte aligned scratch area per thread for the tiles (all the matrices have `cols`).
@@ -113,7 +130,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
                 const size_t nt = std::min(kTokBlock, n - t0);
                 if (tile != nullptr) {
                     tile(w.cols, wr, w.row_bytes, nr, act + t0 * stride, stride, nt, y + t0 * rows + r0, rows,
-                         act_sums != nullptr ? act_sums + t0 * (cols / kQK8_0) : nullptr, scratch_base + thread * per_thread);
+                         act_info != nullptr ? act_info + t0 * (cols / kQK8_0) : nullptr, scratch_base + thread * per_thread);
                     continue;
                 }
                 for (size_t r = 0; r < nr; ++r) {

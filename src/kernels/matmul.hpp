@@ -40,7 +40,7 @@ struct MatmulWeight {
 struct MatmulScratch {
     std::vector<std::max_align_t> act;
     std::vector<std::max_align_t> tile;
-    std::vector<int32_t> asum;  // block sums of Q8_0 activations
+    std::vector<std::max_align_t> ainfo;  // per activation block: sum and float scales (detail::ActBlock)
 };
 
 // y[t * w.rows + r] = row r of w . row t of x (x rows have w.cols floats), t < n. Preconditions

@@ -18,10 +18,20 @@ namespace realm::kernels::detail {
 // toks <= kTileMaxToks; scratch: tile_scratch_bytes(n) bytes, 64-byte aligned, private to the
 // calling thread (the AVX-512 tiles repack 16 weight rows there once and reuse them for every
 // activation row of the call).
-// asum: for Q8_0 activations, the int8 sum of every 32-element block (asum[t * (n / 32) + block]),
-// computed once per matmul rather than once per row block; nullptr for other formats.
+// What the tiles need of each 32-element activation block (Q8_0, Q8_1), computed once per matmul
+// rather than once per row block: the int8 sum (Q8_0's offset term) and the fp16 scale (and Q8_1's
+// s) as floats, exactly.
+struct ActBlock {
+    int32_t sum;
+    float d;
+    float s;
+    int32_t unused;
+};
+
+// ainfo: ainfo[t * (n / 32) + block] for Q8_0/Q8_1 activations when the matmul has more than one
+// activation row; nullptr otherwise.
 using TileFn = void (*)(int64_t n, const std::byte* w, size_t w_stride, size_t rows, const std::byte* a,
-                        size_t a_stride, size_t toks, float* y, size_t y_stride, const int32_t* asum,
+                        size_t a_stride, size_t toks, float* y, size_t y_stride, const ActBlock* ainfo,
                         std::byte* scratch);
 
 inline constexpr size_t kTileMaxToks = 128;
