@@ -1,5 +1,5 @@
-// SIMD element-wise kernels for the forward pass (SiLU-gated product, RMSNorm, F16 conversions,
-// attention tiles and softmax). They use FMA and float sums, so they agree with ggml's
+// SIMD element-wise kernels for the forward pass (SiLU-gated and GELU-gated products, RMSNorm,
+// RoPE, residual adds, F16 conversions, attention tiles and softmax). They use FMA and float sums, so they agree with ggml's
 // scalar formulas within rounding, not bitwise; the model keeps its ggml-exact scalar versions
 // for Isa::Scalar and calls these otherwise.
 #pragma once
@@ -21,6 +21,14 @@ struct SimdOps {
     void (*f16_to_f32)(const uint16_t* x, float* y, size_t n);
     // Round to nearest even, as kernels::fp32_to_fp16 (NaN payloads may differ).
     void (*f32_to_f16)(const float* x, uint16_t* y, size_t n);
+    // x[i] += y[i] (exact, as the scalar sum).
+    void (*add)(float* x, const float* y, size_t n);
+    // RoPE on one head: rotates the first n_rot values of x by the angles cs (cos and sin of each
+    // pair, interleaved): adjacent pairs (x[2i], x[2i+1]), or with neox (x[i], x[i + n_rot/2]).
+    void (*rope)(float* x, size_t n_rot, bool neox, const float* cs);
+    // gate[i] = G(gate[i]) * up[i], G(x) = 0 for x <= -10, x for x >= 10, else table[fp16 bits of x]
+    // (ggml's GELU through a 65536-entry table; bitwise the scalar lookup).
+    void (*gelu_mul)(float* gate, const float* up, size_t n, const float* table);
     // Attention tiles (nq queries sharing one K/V head). Scores: s[iq * s_stride + j] =
     // scale * (q_iq . k_j) for j in [j0, j1), k_j = k + j * k_stride (hk F16 values), q rows of
     // hk floats; kf: scratch of 64 * hk floats.

@@ -729,6 +729,14 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         }
     };
 
+    // x += y over one token's embedding.
+    auto residual = [&](float* xr, const float* yr) {
+        if (ops != nullptr) {
+            ops->add(xr, yr, E);
+        } else {
+            for (size_t i = 0; i < E; ++i) xr[i] = yr[i] + xr[i];
+        }
+    };
     // Runs body(t) for every token of the batch, spread over the threads.
     auto for_tokens = [&](auto&& body) {
         pool_->parallel_for(T, 1, [&](size_t t0, size_t t1, size_t) {
@@ -769,6 +777,13 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         add_bias(ws.v_cur.data(), L.bv);
 
         const float* cs = hp_.swa_layers[il] ? rope_swa : rope_full;
+        const auto rotate = [&](float* v, const float* cst) {
+            if (ops != nullptr) {
+                ops->rope(v, hp_.n_rot, hp_.rope_type != RopeType::Normal, cst);
+            } else {
+                rope_apply(v, hp_.n_rot, hp_.rope_type, cst);
+            }
+        };
         pool_->parallel_for(T, 1, [&](size_t t0, size_t t1, size_t) {
             for (size_t t = t0; t < t1; ++t) {
                 Sequence& s = *items[ws.tok_item[t]].seq;
@@ -777,7 +792,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
                 for (uint32_t h = 0; h < hp_.n_head; ++h) {
                     float* q = ws.q.data() + t * qd + size_t{h} * hk;
                     if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
-                    rope_apply(q, hp_.n_rot, hp_.rope_type, cst);
+                    rotate(q, cst);
                     if (hp_.arch == Arch::Gemma3) {
                         for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
                     }
@@ -785,7 +800,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
                 for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
                     float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
                     if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
-                    rope_apply(k, hp_.n_rot, hp_.rope_type, cst);
+                    rotate(k, cst);
                 }
                 // Store K in the cache; every token has its own cells.
                 uint16_t* kc = s.k_[il].data() + pos * kd;
@@ -825,7 +840,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         // Residual, then the feed-forward's input norm.
         for_tokens([&](size_t t) {
             if (!L.attn_post_norm.empty()) norm(tmp + t * E, L.attn_post_norm.data(), tmp + t * E, E);
-            for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
+            residual(x + t * E, tmp + t * E);
             norm(x + t * E, L.ffn_norm.data(), xn + t * E, E);
         });
         float* gate = ws.gate.data();
@@ -834,7 +849,9 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         for_tokens([&](size_t t) {
             float* g = gate + t * F;
             const float* u = up + t * F;
-            if (gelu != nullptr) {
+            if (gelu != nullptr && ops != nullptr) {
+                ops->gelu_mul(g, u, F, gelu);
+            } else if (gelu != nullptr) {
                 for (size_t i = 0; i < F; ++i) g[i] = gelu_ggml(gelu, g[i]) * u[i];
             } else if (ops != nullptr) {
                 ops->silu_mul(g, u, F);
@@ -845,7 +862,7 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
         matmul(ws, L.ffn_down, gate, T, tmp);
         for_tokens([&](size_t t) {
             if (!L.ffn_post_norm.empty()) norm(tmp + t * E, L.ffn_post_norm.data(), tmp + t * E, E);
-            for (size_t i = 0; i < E; ++i) x[t * E + i] = tmp[t * E + i] + x[t * E + i];
+            residual(x + t * E, tmp + t * E);
         });
     }
     // Output head: the last position of each item that wants logits.

@@ -283,6 +283,59 @@ TEST_P(Simd, ElementwiseOpsMatchTheirFormulas) {
     }
 }
 
+TEST_P(Simd, RopeGeluAndAddMatchTheirFormulas) {
+    const SimdOps* ops = simd_ops(GetParam());
+    ASSERT_NE(ops, nullptr);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+    std::uniform_real_distribution<float> angle(-100.0f, 100.0f);
+    for (size_t n_rot : {2, 6, 8, 14, 16, 30, 64, 128}) {
+        for (bool neox : {false, true}) {
+            SCOPED_TRACE("n_rot=" + std::to_string(n_rot) + (neox ? " neox" : " adjacent"));
+            const size_t head = n_rot + 4;  // dimensions past n_rot stay as they are
+            std::vector<float> x(head), cs(n_rot);
+            for (auto& v : x) v = u(rng);
+            for (size_t i = 0; i < n_rot; i += 2) {
+                const float t = angle(rng);
+                cs[i] = std::cos(t);
+                cs[i + 1] = std::sin(t);
+            }
+            std::vector<float> y = x;
+            ops->rope(y.data(), n_rot, neox, cs.data());
+            for (size_t p = 0; p < n_rot / 2; ++p) {
+                const size_t a = neox ? p : 2 * p, b = neox ? p + n_rot / 2 : 2 * p + 1;
+                const double c = cs[2 * p], sn = cs[2 * p + 1];
+                const double want_a = x[a] * c - x[b] * sn, want_b = x[a] * sn + x[b] * c;
+                ASSERT_NEAR(y[a], want_a, 1e-6 * (std::fabs(x[a]) + std::fabs(x[b]))) << p;
+                ASSERT_NEAR(y[b], want_b, 1e-6 * (std::fabs(x[a]) + std::fabs(x[b]))) << p;
+            }
+            for (size_t i = n_rot; i < head; ++i) ASSERT_EQ(y[i], x[i]);
+        }
+    }
+    // The GELU-gated product is a table lookup: bitwise the scalar one, whatever the table holds.
+    std::vector<float> table(65536);
+    for (auto& v : table) v = u(rng);
+    std::uniform_real_distribution<float> wide(-14.0f, 14.0f);
+    for (size_t n : {1, 7, 8, 9, 64, 2051}) {
+        std::vector<float> g(n), up(n);
+        for (size_t i = 0; i < n; ++i) {
+            g[i] = wide(rng);
+            up[i] = u(rng);
+        }
+        if (n > 4) g[0] = -10.0f, g[1] = 10.0f, g[2] = -9.999f, g[3] = 0.0f;
+        std::vector<float> got = g;
+        ops->gelu_mul(got.data(), up.data(), n, table.data());
+        std::vector<float> sum = g;
+        ops->add(sum.data(), up.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+            const float v = g[i];
+            const float want = (v <= -10.0f ? 0.0f : v >= 10.0f ? v : table[fp32_to_fp16(v)]) * up[i];
+            ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want)) << "n=" << n << " i=" << i;
+            ASSERT_EQ(sum[i], g[i] + up[i]);
+        }
+    }
+}
+
 TEST_P(Simd, F16ConversionsMatchTheScalarOnes) {
     const SimdOps* ops = simd_ops(GetParam());
     ASSERT_NE(ops, nullptr);
