@@ -24,7 +24,8 @@ struct SimdOps {
     // x[i] += y[i] (exact, as the scalar sum).
     void (*add)(float* x, const float* y, size_t n);
     // RoPE on one head: rotates the first n_rot values of x by the angles cs (cos and sin of each
-    // pair, interleaved): adjacent pairs (x[2i], x[2i+1]), or with neox (x[i], x[i + n_rot/2]).
+    // pair, interleaved): adjacent pairs (x[2i], x[2i+1]), or with neox (x[i], x[i + n_rot/2]);
+    // bitwise the scalar formula (x0 c - x1 s, x0 s + x1 c, without FMA).
     void (*rope)(float* x, size_t n_rot, bool neox, const float* cs);
     // gate[i] = G(gate[i]) * up[i], G(x) = 0 for x <= -10, x for x >= 10, else table[fp16 bits of x]
     // (ggml's GELU through a 65536-entry table; bitwise the scalar lookup).

@@ -302,12 +302,15 @@ TEST_P(Simd, RopeGeluAndAddMatchTheirFormulas) {
             }
             std::vector<float> y = x;
             ops->rope(y.data(), n_rot, neox, cs.data());
+            // Bitwise ggml's rope: each product and sum rounded on its own (separate statements,
+            // so that no FMA contraction applies here either).
             for (size_t p = 0; p < n_rot / 2; ++p) {
                 const size_t a = neox ? p : 2 * p, b = neox ? p + n_rot / 2 : 2 * p + 1;
-                const double c = cs[2 * p], sn = cs[2 * p + 1];
-                const double want_a = x[a] * c - x[b] * sn, want_b = x[a] * sn + x[b] * c;
-                ASSERT_NEAR(y[a], want_a, 1e-6 * (std::fabs(x[a]) + std::fabs(x[b]))) << p;
-                ASSERT_NEAR(y[b], want_b, 1e-6 * (std::fabs(x[a]) + std::fabs(x[b]))) << p;
+                const float c = cs[2 * p], sn = cs[2 * p + 1];
+                const float ac = x[a] * c, bs = x[b] * sn, as = x[a] * sn, bc = x[b] * c;
+                const float want_a = ac - bs, want_b = as + bc;
+                ASSERT_EQ(std::bit_cast<uint32_t>(y[a]), std::bit_cast<uint32_t>(want_a)) << p;
+                ASSERT_EQ(std::bit_cast<uint32_t>(y[b]), std::bit_cast<uint32_t>(want_b)) << p;
             }
             for (size_t i = n_rot; i < head; ++i) ASSERT_EQ(y[i], x[i]);
         }
