@@ -1,6 +1,7 @@
 #include "kernels/matmul.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "kernels/fp16.hpp"
@@ -16,6 +17,8 @@ constexpr size_t kRowBlock = 16;
 // Activation rows per pass over a row block: their quantized rows (~770 KB for 5632 columns)
 // stay in L2 while the block's weight rows, repacked once per pass, are reused from L1.
 constexpr size_t kTokBlock = detail::kTileMaxToks;
+// Matrices sharing one matmul_many loop (Q, K, V).
+constexpr size_t kMaxParts = 4;
 
 size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
@@ -31,12 +34,13 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
     if (n == 0 || ws.empty()) return;
     const KernelTraits& kt = *kernel_traits(ws[0].type, isa);
     const auto cols = static_cast<size_t>(ws[0].cols);
-    // One shared activation quantization needs one activation format.
-    for (const MatmulWeight& w : ws.subspan(1)) {
-        if (kernel_traits(w.type, isa)->vec_dot_type != kt.vec_dot_type) {
-            for (size_t i = 0; i < ws.size(); ++i) matmul_many(ws.subspan(i, 1), x, n, ys.subspan(i, 1), pool, scratch, isa);
-            return;
-        }
+    // One shared activation quantization needs one activation format (and the per-matrix table
+    // below has room for kMaxParts matrices).
+    bool one_format = ws.size() <= kMaxParts;
+    for (const MatmulWeight& w : ws.subspan(1)) one_format = one_format && kernel_traits(w.type, isa)->vec_dot_type == kt.vec_dot_type;
+    if (!one_format) {
+        for (size_t i = 0; i < ws.size(); ++i) matmul_many(ws.subspan(i, 1), x, n, ys.subspan(i, 1), pool, scratch, isa);
+        return;
     }
 
     const std::byte* act = nullptr;
@@ -104,23 +108,28 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
 
     // Work items: the row blocks of every matrix, one after the other, so that the matrices
     // share one loop (one barrier) as well as the quantized activations.
+    struct Part {
+        size_t end_block;  // one past the matrix's last work item
+        const KernelTraits* traits;
+        detail::TileFn tile;
+    };
+    std::array<Part, kMaxParts> parts{};
     size_t n_row_blocks = 0;
-    for (const MatmulWeight& w : ws) n_row_blocks += (static_cast<size_t>(w.rows) + kRowBlock - 1) / kRowBlock;
+    for (size_t m = 0; m < ws.size(); ++m) {
+        n_row_blocks += (static_cast<size_t>(ws[m].rows) + kRowBlock - 1) / kRowBlock;
+        parts[m] = {n_row_blocks, kernel_traits(ws[m].type, isa), detail::tile_fn(ws[m].type, isa)};
+    }
     // A few chunks per thread: enough to even out the load, few enough that handing them out
     // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
     const size_t grain = std::max<size_t>(1, n_row_blocks / (pool.size() * 4));
     pool.parallel_for(n_row_blocks, grain, [&](size_t begin, size_t end, size_t thread) {
         for (size_t item = begin; item < end; ++item) {
             size_t m = 0;
-            size_t rb = item;
-            for (;; ++m) {
-                const size_t blocks = (static_cast<size_t>(ws[m].rows) + kRowBlock - 1) / kRowBlock;
-                if (rb < blocks) break;
-                rb -= blocks;
-            }
+            while (item >= parts[m].end_block) ++m;
+            const size_t rb = item - (m == 0 ? 0 : parts[m - 1].end_block);
             const MatmulWeight& w = ws[m];
-            const KernelTraits& wt = *kernel_traits(w.type, isa);
-            const detail::TileFn tile = detail::tile_fn(w.type, isa);
+            const KernelTraits& wt = *parts[m].traits;
+            const detail::TileFn tile = parts[m].tile;
             const auto rows = static_cast<size_t>(w.rows);
             float* y = ys[m];
             const size_t r0 = rb * kRowBlock;

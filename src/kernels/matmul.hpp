@@ -50,8 +50,8 @@ void matmul(const MatmulWeight& w, const float* x, size_t n, float* y, ThreadPoo
 
 // Several matrices of the same column count against the same activations (Q, K and V; gate and
 // up): ys[i] gets ws[i]'s product, each exactly as matmul would give it, with the activations
-// quantized once and one loop over all the rows. If their activation formats differ, they run
-// one by one.
+// quantized once and one loop over all the rows. If their activation formats differ (or there are
+// more than 4), they run one by one.
 void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std::span<float* const> ys,
                  ThreadPool& pool, MatmulScratch& scratch, Isa isa = active_isa());
 

@@ -474,22 +474,28 @@ void Model::matmul_many(Workspace& ws, std::initializer_list<const Weight*> w, c
                          kernels::active_isa());
 }
 
-void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const {
-    const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
-    const uint32_t n_head = hp_.n_head, group = hp_.n_head / hp_.n_head_kv;
-    const size_t kd = size_t{hp_.n_head_kv} * hk;
-    const size_t qd = size_t{n_head} * hk;
-    const size_t od = size_t{n_head} * hv;
-    uint32_t max_ctx = 0;
-    for (const BatchItem& it : items) max_ctx = std::max(max_ctx, it.seq->n_ctx_);
-    const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
-    // First key in view at position pos: keys before it are outside the sliding window, and their
-    // softmax weight is exactly 0.
-    const auto first_key = [&](uint32_t pos) { return swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0u; };
+Model::AttnShape Model::attn_shape(std::span<const BatchItem> items, uint32_t il) const {
+    AttnShape a;
+    a.hk = hp_.head_dim_k;
+    a.hv = hp_.head_dim_v;
+    a.group = hp_.n_head / hp_.n_head_kv;
+    a.kd = size_t{hp_.n_head_kv} * a.hk;
+    a.qd = size_t{hp_.n_head} * a.hk;
+    a.od = size_t{hp_.n_head} * a.hv;
+    for (const BatchItem& it : items) a.max_ctx = std::max(a.max_ctx, it.seq->n_ctx_);
+    a.swa = hp_.swa_layers[il] && hp_.n_swa > 0 ? hp_.n_swa : 0;
     // Gemma 3 scales Q before the product; the others scale the product.
-    const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+    a.kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+    return a;
+}
+
+void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const {
+    const AttnShape a = attn_shape(items, il);
     const kernels::SimdOps* ops = kernels::simd_ops(kernels::active_isa());
-    if (ops != nullptr) return attention_tiled(ws, items, il, *ops);
+    if (ops != nullptr) return attention_tiled(ws, items, il, a, *ops);
+    const uint32_t hk = a.hk, hv = a.hv, n_head = hp_.n_head, group = a.group, max_ctx = a.max_ctx;
+    const size_t kd = a.kd, qd = a.qd, od = a.od;
+    const float kq_scale = a.kq_scale;
 
     // Scalar (ggml-exact) path, one (token, head) at a time.
     // Per thread: scores (f32, max_ctx); softmax weights (f16, max_ctx) and q (f16, hk).
@@ -511,7 +517,7 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
             const float* q = ws.q.data() + t * qd + size_t{h} * hk;
             for (uint32_t i = 0; i < hk; ++i) q16[i] = fp32_to_fp16(q[i]);
             const uint32_t n_kv = pos + 1;
-            const uint32_t j0 = first_key(pos);
+            const uint32_t j0 = a.first_key(pos);
             float mx = -std::numeric_limits<float>::infinity();
             for (uint32_t j = j0; j < n_kv; ++j) {
                 const float d = kernels::vec_dot_f16(hk, K + size_t{j} * kd + size_t{g} * hk, q16);
@@ -544,18 +550,9 @@ void Model::attention(Workspace& ws, std::span<const BatchItem> items, uint32_t 
     });
 }
 
-void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il,
+void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il, const AttnShape& a,
                             const kernels::SimdOps& ops) const {
-    const uint32_t hk = hp_.head_dim_k, hv = hp_.head_dim_v;
-    const uint32_t group = hp_.n_head / hp_.n_head_kv;
-    const size_t kd = size_t{hp_.n_head_kv} * hk;
-    const size_t qd = size_t{hp_.n_head} * hk;
-    const size_t od = size_t{hp_.n_head} * hv;
-    uint32_t max_ctx = 0;
-    for (const BatchItem& it : items) max_ctx = std::max(max_ctx, it.seq->n_ctx_);
-    const bool swa = hp_.swa_layers[il] && hp_.n_swa > 0;
-    const auto first_key = [&](uint32_t pos) { return swa && pos >= hp_.n_swa ? pos - hp_.n_swa + 1 : 0u; };
-    const float kq_scale = hp_.arch == Arch::Gemma3 ? 1.0f : hp_.attn_scale;
+    const uint32_t hk = a.hk, hv = a.hv, group = a.group;
 
     // A tile: up to kTileQ queries that share one K/V head -- gs heads of a KV group times tt
     // consecutive tokens of one sequence -- so each key and value row is converted and read once
@@ -593,7 +590,7 @@ void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uin
 
     // Per thread: scores and f32 weights (kTileQ rows of max_ctx), F16 weights (kTileQ rows),
     // f32 queries (kTileQ x hk), converted keys (64 x hk), one F16 query (hk).
-    const size_t ld = max_ctx;
+    const size_t ld = a.max_ctx;
     const size_t per_f = 2 * kTileQ * ld + kTileQ * size_t{hk} + 64 * size_t{hk};
     const size_t per_16 = kTileQ * ld + hk;
     if (ws.thread_buf.size() < per_f * pool_->size()) ws.thread_buf.resize(per_f * pool_->size());
@@ -620,18 +617,18 @@ void Model::attention_tiled(Workspace& ws, std::span<const BatchItem> items, uin
                 const uint32_t pos = ws.tok_pos[t];
                 for (uint32_t hh = 0; hh < heads; ++hh, ++nq) {
                     const uint32_t h = tile.h0 + hh;
-                    const float* q = ws.q.data() + t * qd + size_t{h} * hk;
+                    const float* q = ws.q.data() + t * a.qd + size_t{h} * hk;
                     // Q is rounded to F16 as ggml does before its F16 dot products.
                     ops.f32_to_f16(q, q16, hk);
                     ops.f16_to_f32(q16, qf + nq * hk, hk);
-                    outs[nq] = ws.attn.data() + t * od + size_t{h} * hv;
-                    lo[nq] = first_key(pos);
+                    outs[nq] = ws.attn.data() + t * a.od + size_t{h} * hv;
+                    lo[nq] = a.first_key(pos);
                     hi[nq] = pos + 1;
                 }
             }
             // Tokens are in position order: the first query sees the earliest keys, the last the latest.
             const uint32_t j_lo = lo[0], j_hi = hi[nq - 1];
-            ops.attn_scores(qf, nq, hk, K, kd, j_lo, j_hi, kq_scale, scores, ld, kf);
+            ops.attn_scores(qf, nq, hk, K, a.kd, j_lo, j_hi, a.kq_scale, scores, ld, kf);
             const uint32_t ja = j_lo / 8 * 8;
             for (size_t iq = 0; iq < nq; ++iq) {
                 float* w = wf + iq * ld;
@@ -745,21 +742,18 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
     };
     // RoPE angles per token, once per forward pass for each (base, scale) the layers use.
     const size_t R = hp_.n_rot;
-    grow(ws.rope_full, T * R);
-    for_tokens([&](size_t t) {
-        rope_angles(hp_.n_rot, static_cast<int32_t>(ws.tok_pos[t]), hp_.rope_freq_base, hp_.rope_freq_scale,
-                    freq_factors, ws.rope_full.data() + t * R);
-    });
-    const float* rope_full = ws.rope_full.data();
+    auto angles = [&](std::vector<float>& out, float base, float scale) {
+        grow(out, T * R);
+        for_tokens([&](size_t t) {
+            rope_angles(hp_.n_rot, static_cast<int32_t>(ws.tok_pos[t]), base, scale, freq_factors, out.data() + t * R);
+        });
+        return out.data();
+    };
+    const float* rope_full = angles(ws.rope_full, hp_.rope_freq_base, hp_.rope_freq_scale);
     const float* rope_swa = rope_full;
     const bool has_swa = std::find(hp_.swa_layers.begin(), hp_.swa_layers.end(), true) != hp_.swa_layers.end();
     if (has_swa && (hp_.rope_freq_base_swa != hp_.rope_freq_base || hp_.rope_freq_scale_swa != hp_.rope_freq_scale)) {
-        grow(ws.rope_swa, T * R);
-        for_tokens([&](size_t t) {
-            rope_angles(hp_.n_rot, static_cast<int32_t>(ws.tok_pos[t]), hp_.rope_freq_base_swa,
-                        hp_.rope_freq_scale_swa, freq_factors, ws.rope_swa.data() + t * R);
-        });
-        rope_swa = ws.rope_swa.data();
+        rope_swa = angles(ws.rope_swa, hp_.rope_freq_base_swa, hp_.rope_freq_scale_swa);
     }
     const float* gelu = hp_.arch == Arch::Gemma3 ? gelu_table() : nullptr;
 
@@ -784,32 +778,30 @@ Status Model::forward_batch(std::span<const BatchItem> items) const {
                 rope_apply(v, hp_.n_rot, hp_.rope_type, cst);
             }
         };
-        pool_->parallel_for(T, 1, [&](size_t t0, size_t t1, size_t) {
-            for (size_t t = t0; t < t1; ++t) {
-                Sequence& s = *items[ws.tok_item[t]].seq;
-                const auto pos = static_cast<size_t>(ws.tok_pos[t]);
-                const float* cst = cs + t * R;
-                for (uint32_t h = 0; h < hp_.n_head; ++h) {
-                    float* q = ws.q.data() + t * qd + size_t{h} * hk;
-                    if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
-                    rotate(q, cst);
-                    if (hp_.arch == Arch::Gemma3) {
-                        for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
-                    }
+        for_tokens([&](size_t t) {
+            Sequence& s = *items[ws.tok_item[t]].seq;
+            const auto pos = static_cast<size_t>(ws.tok_pos[t]);
+            const float* cst = cs + t * R;
+            for (uint32_t h = 0; h < hp_.n_head; ++h) {
+                float* q = ws.q.data() + t * qd + size_t{h} * hk;
+                if (!L.attn_q_norm.empty()) norm(q, L.attn_q_norm.data(), q, hk);
+                rotate(q, cst);
+                if (hp_.arch == Arch::Gemma3) {
+                    for (uint32_t i = 0; i < hk; ++i) q[i] *= hp_.attn_scale;
                 }
-                for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
-                    float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
-                    if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
-                    rotate(k, cst);
-                }
-                // Store K in the cache; every token has its own cells.
-                uint16_t* kc = s.k_[il].data() + pos * kd;
-                const float* kt = ws.k_cur.data() + t * kd;
-                if (ops != nullptr) {
-                    ops->f32_to_f16(kt, kc, kd);
-                } else {
-                    for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(kt[i]);
-                }
+            }
+            for (uint32_t h = 0; h < hp_.n_head_kv; ++h) {
+                float* k = ws.k_cur.data() + t * kd + size_t{h} * hk;
+                if (!L.attn_k_norm.empty()) norm(k, L.attn_k_norm.data(), k, hk);
+                rotate(k, cst);
+            }
+            // Store K in the cache; every token has its own cells.
+            uint16_t* kc = s.k_[il].data() + pos * kd;
+            const float* kt = ws.k_cur.data() + t * kd;
+            if (ops != nullptr) {
+                ops->f32_to_f16(kt, kc, kd);
+            } else {
+                for (size_t i = 0; i < kd; ++i) kc[i] = fp32_to_fp16(kt[i]);
             }
         });
         // V is stored transposed (one row per dimension, one column per position): split by

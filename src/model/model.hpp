@@ -200,7 +200,18 @@ private:
     void matmul_many(Workspace& ws, std::initializer_list<const Weight*> w, const float* x, size_t n_tokens,
                      std::initializer_list<float*> y) const;
     void attention(Workspace& ws, std::span<const BatchItem> items, uint32_t il, size_t n_tokens) const;
-    void attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il,
+    // What one layer's attention over a batch needs to know of the shapes.
+    struct AttnShape {
+        uint32_t hk = 0, hv = 0, group = 0, max_ctx = 0;
+        size_t kd = 0, qd = 0, od = 0;
+        uint32_t swa = 0;  // sliding window (0: none)
+        float kq_scale = 1.0f;
+        // First key in view at position pos: keys before it are outside the sliding window, and
+        // their softmax weight is exactly 0.
+        uint32_t first_key(uint32_t pos) const { return swa != 0 && pos >= swa ? pos - swa + 1 : 0u; }
+    };
+    AttnShape attn_shape(std::span<const BatchItem> items, uint32_t il) const;
+    void attention_tiled(Workspace& ws, std::span<const BatchItem> items, uint32_t il, const AttnShape& a,
                          const kernels::SimdOps& ops) const;
 
     std::unique_ptr<gguf::File> owned_file_;
