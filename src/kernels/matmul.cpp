@@ -14,8 +14,10 @@ namespace {
 // Weight rows per work item: a multiple of every tile height, small enough to give each thread
 // several items on the small matrices (576 rows -> 36 items) for load balance.
 constexpr size_t kRowBlock = 16;
-// Activation rows per pass over a row block: their quantized rows (~770 KB for 5632 columns)
-// stay in L2 while the block's weight rows, repacked once per pass, are reused from L1.
+// Activation rows per pass over a row block: the block's weight rows, repacked once per pass
+// (AVX-512 prompt tiles), are reused from L1 while the quantized activation rows stream from L2
+// (~1.1 MB for 2048 columns, ~3.3 MB for 5632). Passes of 128 rows repacked each block four
+// times at pp512: 512 measured 9% faster on TinyLlama Q4_K_M pp512, and no slower at pp1024.
 constexpr size_t kTokBlock = detail::kTileMaxToks;
 // Matrices sharing one matmul_many loop (Q, K, V).
 constexpr size_t kMaxParts = 4;

@@ -34,7 +34,7 @@ using TileFn = void (*)(int64_t n, const std::byte* w, size_t w_stride, size_t r
                         size_t a_stride, size_t toks, float* y, size_t y_stride, const ActBlock* ainfo,
                         std::byte* scratch);
 
-inline constexpr size_t kTileMaxToks = 128;
+inline constexpr size_t kTileMaxToks = 512;
 // The AVX-512 tiles' repacked 16 weight rows: per 32-element block 512 bytes of quants and 128 of
 // scales and mins; per 256-element K-quant super-block 5760 bytes (kKStride), i.e. 720 per 32.
 inline constexpr size_t tile_scratch_bytes(int64_t n) { return static_cast<size_t>(n < 0 ? 0 : n) / 32 * 720 + 64; }

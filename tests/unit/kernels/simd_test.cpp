@@ -184,7 +184,7 @@ std::vector<float> run_matmul(const Problem& p, const float* x, size_t n, Thread
 }
 
 TEST_P(Simd, MatmulIsIndependentOfBatchTileAndThreads) {
-    constexpr size_t kTok = 133;  // > one token block (128) and not a multiple of any tile width
+    constexpr size_t kTok = 517;  // > one token block (512) and not a multiple of any tile width
     ThreadPool pool1(1);
     ThreadPool pool2(2);
     ThreadPool pool3(3);
@@ -219,7 +219,7 @@ TEST_P(Simd, MatmulIsIndependentOfBatchTileAndThreads) {
             }
         }
         // Alone (n = 1), in a batch of 7 starting anywhere, with 1 or 3 threads.
-        for (size_t start : {size_t{0}, size_t{3}, size_t{61}, size_t{127}, size_t{132}}) {
+        for (size_t start : {size_t{0}, size_t{3}, size_t{61}, size_t{127}, size_t{511}, size_t{516}}) {
             const std::vector<float> one = run_matmul(p, p.x.data() + start * cols, 1, pool1, GetParam());
             for (int64_t r = 0; r < rows; ++r) {
                 ASSERT_EQ(std::bit_cast<uint32_t>(one[r]), std::bit_cast<uint32_t>(full[start * rows + r]));
