@@ -53,7 +53,13 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
         stride = cols * sizeof(float);
     } else {
         const KernelTraits& at = *kernel_traits(kt.vec_dot_type, isa);
-        stride = round_up(cols / static_cast<size_t>(at.block_size) * at.type_size, 64);
+        // F16/BF16 tiles take f32 rows holding the activations rounded to the weight format (the
+        // rounding is ggml's vec_dot_type; the widening back is exact), so that they widen only
+        // the weights.
+        const bool widened = (kt.vec_dot_type == TensorType::F16 || kt.vec_dot_type == TensorType::BF16) &&
+                             detail::tile_fn(ws[0].type, isa) != nullptr;
+        stride = widened ? round_up(cols * sizeof(float), 64)
+                         : round_up(cols / static_cast<size_t>(at.block_size) * at.type_size, 64);
         const size_t words = (stride * n + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t);
         if (scratch.act.size() < words) scratch.act.resize(words);
         auto* base = reinterpret_cast<std::byte*>(scratch.act.data());
@@ -69,6 +75,17 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
         const bool q8_1 = kt.vec_dot_type == TensorType::Q8_1;
         const auto quantize_rows = [&](size_t begin, size_t end, size_t) {
             for (size_t t = begin; t < end; ++t) {
+                if (widened) {
+                    // The 16-bit row goes to the upper half of the f32 row, then widens in place
+                    // from the front: element i's f32 store never reaches a 16-bit value after i.
+                    std::byte* row = base + t * stride;
+                    auto* half = reinterpret_cast<uint16_t*>(row + 2 * cols);
+                    auto* full = reinterpret_cast<float*>(row);
+                    at.quantize(x + t * cols, half, static_cast<int64_t>(cols));
+                    const bool bf16 = kt.vec_dot_type == TensorType::BF16;
+                    for (size_t i = 0; i < cols; ++i) full[i] = bf16 ? bf16_to_fp32(half[i]) : fp16_to_fp32(half[i]);
+                    continue;
+                }
                 at.quantize(x + t * cols, base + t * stride, static_cast<int64_t>(cols));
                 if (info == nullptr) continue;
                 for (size_t ib = 0; ib < nb; ++ib) {
