@@ -142,6 +142,26 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
     // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
     const size_t grain = std::max<size_t>(1, n_row_blocks / (pool.size() * 4));
     pool.parallel_for(n_row_blocks, grain, [&](size_t begin, size_t end, size_t thread) {
+        // Decode: one tile call per matrix over all the chunk's rows of it, so that the decode
+        // kernels can lay their 8 lanes over the whole range (sequential streams).
+        if (n == 1) {
+            for (size_t item = begin; item < end;) {
+                size_t m = 0;
+                while (item >= parts[m].end_block) ++m;
+                const size_t last = std::min(end, parts[m].end_block);
+                const detail::TileFn tile = parts[m].tile;
+                if (tile == nullptr) break;
+                const MatmulWeight& w = ws[m];
+                const auto rows = static_cast<size_t>(w.rows);
+                const size_t first_block = m == 0 ? 0 : parts[m - 1].end_block;
+                const size_t r0 = (item - first_block) * kRowBlock;
+                const size_t r1 = std::min(rows, (last - first_block) * kRowBlock);
+                tile(w.cols, w.data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows, act_info,
+                     scratch_base + thread * per_thread);
+                item = last;
+                begin = last;
+            }
+        }
         for (size_t item = begin; item < end; ++item) {
             size_t m = 0;
             while (item >= parts[m].end_block) ++m;
