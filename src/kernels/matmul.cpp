@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/fp16.hpp"
 #include "kernels/quants.hpp"
@@ -141,19 +142,23 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
     // A few chunks per thread: enough to even out the load, few enough that handing them out
     // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
     const size_t grain = std::max<size_t>(1, n_row_blocks / (pool.size() * 4));
+    // The matrix of a work item, and that matrix's first item.
+    const auto locate = [&](size_t item) {
+        size_t m = 0;
+        while (item >= parts[m].end_block) ++m;
+        return std::pair{m, m == 0 ? size_t{0} : parts[m - 1].end_block};
+    };
     pool.parallel_for(n_row_blocks, grain, [&](size_t begin, size_t end, size_t thread) {
         // Decode: one tile call per matrix over all the chunk's rows of it, so that the decode
         // kernels can lay their 8 lanes over the whole range (sequential streams).
         if (n == 1) {
             for (size_t item = begin; item < end;) {
-                size_t m = 0;
-                while (item >= parts[m].end_block) ++m;
+                const auto [m, first_block] = locate(item);
                 const size_t last = std::min(end, parts[m].end_block);
                 const detail::TileFn tile = parts[m].tile;
                 if (tile == nullptr) break;
                 const MatmulWeight& w = ws[m];
                 const auto rows = static_cast<size_t>(w.rows);
-                const size_t first_block = m == 0 ? 0 : parts[m - 1].end_block;
                 const size_t r0 = (item - first_block) * kRowBlock;
                 const size_t r1 = std::min(rows, (last - first_block) * kRowBlock);
                 tile(w.cols, w.data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows, act_info,
@@ -163,9 +168,8 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
             }
         }
         for (size_t item = begin; item < end; ++item) {
-            size_t m = 0;
-            while (item >= parts[m].end_block) ++m;
-            const size_t rb = item - (m == 0 ? 0 : parts[m - 1].end_block);
+            const auto [m, first_block] = locate(item);
+            const size_t rb = item - first_block;
             const MatmulWeight& w = ws[m];
             const KernelTraits& wt = *parts[m].traits;
             const detail::TileFn tile = parts[m].tile;
