@@ -1,5 +1,9 @@
 // realm-membw: memory read bandwidth with T threads, the ceiling for token generation, which
-// reads every weight once per token. Each thread sums its own slice of one shared buffer; a pass
+// reads every weight once per token. Each thread sums its own slice of one shared buffer, as S
+// sequential streams in lock-step (S contiguous parts of the slice), each with a software prefetch
+// some bytes ahead. One plain stream per thread is limited by how far ahead the hardware prefetcher
+// runs: on the reference VM (2 threads, 2026-12-05) 1 stream read 15.9 GB/s, 8 streams 21.9, 8
+// streams with a prefetch 1 KB ahead 26.7 (the defaults: the fastest pattern measured); a pass
 // lasts from the earliest thread's start to the latest thread's end (each thread reads the clock
 // itself, so a descheduled coordinator cannot shrink the interval), and the median of the passes
 // is reported.
@@ -19,14 +23,22 @@ using Clock = std::chrono::steady_clock;
 
 // Independent accumulators so the adds do not serialize on one register; the compiler
 // vectorizes the loop, leaving the loads as the bottleneck.
-uint64_t sum_slice(std::span<const uint64_t> s) {
+uint64_t sum_slice(std::span<const uint64_t> s, size_t streams, size_t prefetch) {
     constexpr size_t kLanes = 8;
+    const size_t len = s.size() / streams;  // words per stream
     uint64_t acc[kLanes] = {};
     size_t i = 0;
-    for (; i + kLanes <= s.size(); i += kLanes) {
-        for (size_t l = 0; l < kLanes; ++l) acc[l] += s[i + l];
+    for (; i + kLanes <= len; i += kLanes) {
+        for (size_t k = 0; k < streams; ++k) {
+            // A hint, never a fault, even past the end of the buffer.
+            if (prefetch != 0) __builtin_prefetch(reinterpret_cast<const char*>(s.data() + k * len + i) + prefetch, 0, 3);
+            for (size_t l = 0; l < kLanes; ++l) acc[l] += s[k * len + i + l];
+        }
     }
-    for (; i < s.size(); ++i) acc[0] += s[i];
+    for (size_t k = 0; k < streams; ++k) {
+        for (size_t j = i; j < len; ++j) acc[0] += s[k * len + j];
+    }
+    for (size_t j = streams * len; j < s.size(); ++j) acc[0] += s[j];
     uint64_t total = 0;
     for (uint64_t a : acc) total += a;
     return total;
@@ -45,6 +57,8 @@ int main(int argc, char** argv) {
     unsigned threads = std::max(1U, std::thread::hardware_concurrency());
     uint64_t size_mib = 2048;
     unsigned passes = 10;
+    unsigned streams = 8;
+    unsigned prefetch = 1024;
     bool json = false;
     app.add_option("-t,--threads", threads, "Reading threads")->check(CLI::Range(1U, 1024U))->capture_default_str();
     app.add_option("-s,--size-mib", size_mib, "Buffer size in MiB (make it much larger than the last-level cache)")
@@ -52,6 +66,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("-p,--passes", passes, "Timed passes (one untimed warm-up pass first)")
         ->check(CLI::Range(1U, 10000U))
+        ->capture_default_str();
+    app.add_option("-S,--streams", streams, "Sequential streams per thread (contiguous parts of its slice, read in lock-step)")
+        ->check(CLI::Range(1U, 1024U))
+        ->capture_default_str();
+    app.add_option("--prefetch", prefetch, "Software prefetch distance in bytes ahead in each stream (0: none)")
+        ->check(CLI::Range(0U, 1U << 20))
         ->capture_default_str();
     app.add_flag("--json", json, "Print one JSON object instead of text");
     CLI11_PARSE(app, argc, argv);
@@ -80,7 +100,7 @@ int main(int argc, char** argv) {
             for (unsigned p = 0; p <= passes; ++p) {
                 sync.arrive_and_wait();
                 t_start[t] = Clock::now();
-                sums[t] += sum_slice(slice);
+                sums[t] += sum_slice(slice, streams, prefetch);
                 t_end[t] = Clock::now();
                 sync.arrive_and_wait();
             }
@@ -104,14 +124,14 @@ int main(int argc, char** argv) {
     const auto [lo, hi] = std::minmax_element(gbps.begin(), gbps.end());
     if (json) {
         std::printf(
-            "{\"threads\": %u, \"size_bytes\": %llu, \"passes\": %u, \"median_gbps\": %.3f, \"min_gbps\": %.3f, "
+            "{\"threads\": %u, \"streams\": %u, \"prefetch\": %u, \"size_bytes\": %llu, \"passes\": %u, \"median_gbps\": %.3f, \"min_gbps\": %.3f, "
             "\"max_gbps\": %.3f, \"checksum\": %llu}\n",
-            threads, static_cast<unsigned long long>(words * sizeof(uint64_t)), passes, med, *lo, *hi,
+            threads, streams, prefetch, static_cast<unsigned long long>(words * sizeof(uint64_t)), passes, med, *lo, *hi,
             static_cast<unsigned long long>(check));
     } else {
-        std::printf("read bandwidth: %.2f GB/s median (%.2f – %.2f) over %u passes, %u threads, %llu MiB buffer "
+        std::printf("read bandwidth: %.2f GB/s median (%.2f – %.2f) over %u passes, %u threads x %u streams (prefetch %u B), %llu MiB buffer "
                     "(checksum %llx)\n",
-                    med, *lo, *hi, passes, threads, static_cast<unsigned long long>(size_mib),
+                    med, *lo, *hi, passes, threads, streams, prefetch, static_cast<unsigned long long>(size_mib),
                     static_cast<unsigned long long>(check));
     }
     return 0;
