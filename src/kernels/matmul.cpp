@@ -67,7 +67,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
         // Q8_0/Q8_1 activations also get their blocks' sums and float scales, for the tiles.
         const size_t nb = cols / static_cast<size_t>(at.block_size);
         detail::ActBlock* info = nullptr;
-        if ((kt.vec_dot_type == TensorType::Q8_0 || kt.vec_dot_type == TensorType::Q8_1) && n > 1) {
+        if (kt.vec_dot_type == TensorType::Q8_0 || kt.vec_dot_type == TensorType::Q8_1) {
             const size_t info_words = (n * nb * sizeof(detail::ActBlock) + sizeof(std::max_align_t) - 1) /
                                       sizeof(std::max_align_t);
             if (scratch.ainfo.size() < info_words) scratch.ainfo.resize(info_words);

@@ -28,8 +28,8 @@ struct ActBlock {
     int32_t unused;
 };
 
-// ainfo: ainfo[t * (n / 32) + block] for Q8_0/Q8_1 activations when the matmul has more than one
-// activation row; nullptr otherwise.
+// ainfo: ainfo[t * (n / 32) + block] for Q8_0/Q8_1 activations (the matmul always gives it; the
+// tiles also accept nullptr and then compute the same figures from the blocks).
 using TileFn = void (*)(int64_t n, const std::byte* w, size_t w_stride, size_t rows, const std::byte* a,
                         size_t a_stride, size_t toks, float* y, size_t y_stride, const ActBlock* ainfo,
                         std::byte* scratch);
