@@ -16,3 +16,18 @@ def test_bench_markdown_and_errors(realm, models, tmp_path):
     assert md.startswith("| model |") and "| pp8 |" in md and "tg" not in md.split("\n", 2)[2]
     proc = realm("bench", "-m", tmp_path / "missing.gguf", check=False)
     assert proc.returncode == 1 and "missing.gguf" in proc.stderr
+
+
+def test_membw_json_and_hints(realm_bin):
+    """realm-membw (the bandwidth bound of docs/PERFORMANCE.md): every prefetch hint reads and reports."""
+    import subprocess
+    membw = realm_bin.parent.parent.parent / "bench" / "realm-membw"
+    for hint in ("l1", "l2", "nta"):
+        proc = subprocess.run([str(membw), "-t", "2", "-s", "8", "-p", "2", "--hint", hint, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        r = json.loads(proc.stdout)
+        assert r["hint"] == hint and r["streams"] == 8 and r["prefetch"] == 1024
+        assert 0 < r["min_gbps"] <= r["median_gbps"] <= r["max_gbps"]
+    proc = subprocess.run([str(membw), "--hint", "l3"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "hint" in proc.stderr
