@@ -1,5 +1,6 @@
 """`realm bench` measures pp/tg like llama-bench; the figures themselves live in docs, not in tests."""
 import json
+import subprocess
 
 
 def test_bench_json(realm, models):
@@ -20,7 +21,6 @@ def test_bench_markdown_and_errors(realm, models, tmp_path):
 
 def test_membw_json_and_hints(realm_bin):
     """realm-membw (the bandwidth bound of docs/PERFORMANCE.md): every prefetch hint reads and reports."""
-    import subprocess
     membw = realm_bin.parent.parent.parent / "bench" / "realm-membw"
     for hint in ("l1", "l2", "nta"):
         proc = subprocess.run([str(membw), "-t", "2", "-s", "8", "-p", "2", "--hint", hint, "--json"],
