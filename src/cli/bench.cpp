@@ -59,7 +59,7 @@ Result<double> time_tg(const model::Model& m, uint32_t n) {
 int bench(const BenchOptions& o) {
     std::vector<Row> rows;
     for (const auto& path : o.models) {
-        auto m = model::Model::open(path, model::LoadOptions{o.n_threads});
+        auto m = model::Model::open(path, model::LoadOptions{.n_threads = o.n_threads, .repack = o.repack});
         if (!m) {
             std::fprintf(stderr, "realm bench: %s\n", m.error().message.c_str());
             return 1;

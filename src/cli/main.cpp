@@ -141,6 +141,7 @@ int main(int argc, char** argv) {
     bench->add_option("-r,--repetitions", bench_opts.repetitions, "Repetitions of each test")->capture_default_str();
     bench->add_option("-t,--threads", bench_opts.n_threads, "Threads (default: all cores)");
     bench->add_option("-o,--output", bench_opts.output, "md or json")->check(CLI::IsMember({"md", "json"}))->capture_default_str();
+    bench->add_flag("!--no-repack", bench_opts.repack, "Read every weight from the file's mapping (no interleaved copies)");
 
     realm::cli::ServeOptions serve_opts;
     auto* serve = app.add_subcommand("serve", "The OpenAI-compatible HTTP server (tenants and keys in <data-dir>/realm.db)");

@@ -540,6 +540,21 @@ Result<File> File::open_memory(std::span<const std::byte> bytes) {
     return f;
 }
 
+void File::release_pages(std::span<const std::byte> bytes) const {
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(bytes.data());
+    const uintptr_t end = begin + bytes.size();
+    for (const auto& m : mappings_) {
+        const auto mb = reinterpret_cast<uintptr_t>(m->addr);
+        if (m->addr == nullptr || begin < mb || end > mb + m->size) continue;
+        const uintptr_t first = (begin + page - 1) / page * page;
+        const uintptr_t last = end / page * page;
+        // Advice only: a failure changes nothing that matters, so it is not reported.
+        if (first < last) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+        return;
+    }
+}
+
 Result<File> File::open(const std::string& path) {
     struct Loaded {
         std::unique_ptr<Mapping> map;

@@ -98,6 +98,10 @@ public:
     std::span<const TensorInfo> tensors() const { return tensors_; }
     const TensorInfo* find_tensor(std::string_view name) const;
     std::span<const ShardInfo> shards() const { return shards_; }
+    // Tells the kernel that `bytes` (inside a mapping of this File) will not be read soon: the
+    // whole pages in it leave this process's resident set (a later read maps them in again from
+    // the file). For tensors a caller keeps its own copy of. Bytes outside the mappings: no-op.
+    void release_pages(std::span<const std::byte> bytes) const;
 
 private:
     struct Mapping;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -163,11 +164,26 @@ const SimdOps* simd_ops(Isa isa) {
 }
 
 namespace detail {
+namespace {
+// The SIMD list of `isa`; nullopt for Isa::Scalar or an ISA the CPU lacks.
+std::optional<SimdKernelList> kernel_list(Isa isa) {
+    if (isa == Isa::Scalar || !isa_supported(isa)) return std::nullopt;
+    return isa == Isa::Avx2 ? avx2_kernels() : avx512_kernels();
+}
+}  // namespace
+
 TileFn tile_fn(TensorType type, Isa isa) {
-    if (isa == Isa::Scalar || !isa_supported(isa)) return nullptr;
-    const SimdKernelList list = isa == Isa::Avx2 ? avx2_kernels() : avx512_kernels();
-    for (size_t i = 0; i < list.count; ++i) {
-        if (list.items[i].type == type) return list.items[i].tile;
+    const auto list = kernel_list(isa);
+    for (size_t i = 0; list && i < list->count; ++i) {
+        if (list->items[i].type == type) return list->items[i].tile;
+    }
+    return nullptr;
+}
+
+TileFn rows16_tile_fn(TensorType type, Isa isa) {
+    const auto list = kernel_list(isa);
+    for (size_t i = 0; list && i < list->rows16_count; ++i) {
+        if (list->rows16[i].type == type) return list->rows16[i].tile;
     }
     return nullptr;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "kernels/fp16.hpp"
@@ -132,12 +133,20 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
         size_t end_block;  // one past the matrix's last work item
         const KernelTraits* traits;
         detail::TileFn tile;
+        const std::byte* data;  // the file's rows, or the Rows16 copy that `tile` reads
     };
+    static_assert(kRowBlock == 16, "a work item is one Rows16 group");
     std::array<Part, kMaxParts> parts{};
     size_t n_row_blocks = 0;
     for (size_t m = 0; m < ws.size(); ++m) {
         n_row_blocks += (static_cast<size_t>(ws[m].rows) + kRowBlock - 1) / kRowBlock;
-        parts[m] = {n_row_blocks, kernel_traits(ws[m].type, isa), detail::tile_fn(ws[m].type, isa)};
+        parts[m] = {n_row_blocks, kernel_traits(ws[m].type, isa), detail::tile_fn(ws[m].type, isa), ws[m].data};
+        if (ws[m].rows16 != nullptr) {
+            if (const detail::TileFn t16 = detail::rows16_tile_fn(ws[m].type, isa); t16 != nullptr) {
+                parts[m].tile = t16;
+                parts[m].data = ws[m].rows16;
+            }
+        }
     }
     // A few chunks per thread: enough to even out the load, few enough that handing them out
     // (an atomic on a shared cache line each) stays cheap next to a small matrix's work.
@@ -161,7 +170,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
                 const auto rows = static_cast<size_t>(w.rows);
                 const size_t r0 = (item - first_block) * kRowBlock;
                 const size_t r1 = std::min(rows, (last - first_block) * kRowBlock);
-                tile(w.cols, w.data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows, act_info,
+                tile(w.cols, parts[m].data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows, act_info,
                      scratch_base + thread * per_thread);
                 item = last;
                 begin = last;
@@ -177,7 +186,7 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
             float* y = ys[m];
             const size_t r0 = rb * kRowBlock;
             const size_t nr = std::min(kRowBlock, rows - r0);
-            const std::byte* wr = w.data + r0 * w.row_bytes;
+            const std::byte* wr = parts[m].data + r0 * w.row_bytes;
             for (size_t t0 = 0; t0 < n; t0 += kTokBlock) {
                 const size_t nt = std::min(kTokBlock, n - t0);
                 if (tile != nullptr) {
@@ -193,6 +202,34 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
             }
         }
     });
+}
+
+size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols) {
+    if (type != TensorType::Q4_0 || rows <= 0 || cols <= 0 || cols % kQK4_0 != 0) return 0;
+    const auto groups = (static_cast<size_t>(rows) + 15) / 16;
+    return groups * 16 * (static_cast<size_t>(cols) / static_cast<size_t>(kQK4_0)) * sizeof(BlockQ4_0);
+}
+
+bool rows16_used(TensorType type, Isa isa) { return detail::rows16_tile_fn(type, isa) != nullptr; }
+
+void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t cols, size_t row_bytes,
+                   std::byte* dst) {
+    if (type != TensorType::Q4_0) return;
+    const size_t nb = static_cast<size_t>(cols) / static_cast<size_t>(kQK4_0);
+    const auto n_rows = static_cast<size_t>(rows);
+    for (size_t g = 0; g * 16 < n_rows; ++g) {
+        std::byte* q = dst + g * 16 * row_bytes;
+        std::byte* sc = q + nb * 256;
+        for (size_t r = 0; r < 16; ++r) {
+            const size_t row = g * 16 + r;
+            for (size_t ib = 0; ib < nb; ++ib) {
+                BlockQ4_0 b{};  // padding rows: zero scale and quants
+                if (row < n_rows) std::memcpy(&b, src + row * row_bytes + ib * sizeof(BlockQ4_0), sizeof b);
+                for (size_t j = 0; j < 4; ++j) std::memcpy(q + ib * 256 + j * 64 + r * 4, b.qs + 4 * j, 4);
+                std::memcpy(sc + (ib * 16 + r) * sizeof(uint16_t), &b.d, sizeof(uint16_t));
+            }
+        }
+    }
 }
 
 }  // namespace realm::kernels

@@ -13,7 +13,9 @@
 // accumulated block by block in the same order, tiles only share loads. With Isa::Scalar it is
 // the scalar reference (bit-exact with ggml's generic code).
 //
-// Weights stay where they are (the shared file mapping); no repacking.
+// Weights stay where they are (the shared file mapping), except where a format has a 16-row
+// interleaved layout (Rows16, below) that the ISA's kernels read faster: the caller may make that
+// copy once at load (repack_rows16) and pass it along; the results are bitwise the same.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +35,26 @@ struct MatmulWeight {
     int64_t rows;
     int64_t cols;           // a multiple of the type's block size
     size_t row_bytes;
+    // Optional: the same matrix in the Rows16 layout, read instead of `data` by ISAs with a kernel
+    // for it (rows16_used); rows16_bytes(type, rows, cols) bytes, 64-byte aligned.
+    const std::byte* rows16 = nullptr;
 };
+
+// Rows16 layout (Q4_0): groups of 16 rows (the last one padded with zero rows), each holding, per
+// 32-element block, 4 vectors of 64 bytes -- vector j has bytes 4j..4j+3 of the 16 rows' packed
+// nibbles, row after row -- and after the group's nb blocks of quants, its 16 fp16 scales per
+// block. A group is 16 * row_bytes, so row r0 (a multiple of 16) starts at r0 * row_bytes, as in
+// the file's layout. Same bytes as the rows, arranged so that a 512-bit register holds one
+// dword of 16 rows (no horizontal sums in the dot products) and one thread reads one stream.
+//
+// The bytes of that layout for a rows x cols matrix of `type`; 0 where the type has none.
+size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols);
+// Whether matmul with `isa` reads the Rows16 copy of a `type` weight (false: it reads `data`).
+bool rows16_used(TensorType type, Isa isa);
+// dst (rows16_bytes(type, rows, cols) bytes) := the rows16 layout of src (rows of row_bytes).
+// Preconditions: rows16_bytes(type, rows, cols) > 0, row_bytes = row_size(type, cols).
+void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t cols, size_t row_bytes,
+                   std::byte* dst);
 
 // Per-caller buffers (quantized activations, per-thread tile space); not shared between
 // concurrent calls.

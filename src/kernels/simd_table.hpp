@@ -49,10 +49,19 @@ struct SimdKernels {
 // A plain pointer + count rather than std::span: the SIMD translation units are compiled with
 // -mavx2/-mavx512*, and any out-of-line template they instantiate (a COMDAT the linker may keep
 // for every caller) would carry those instructions into code that runs on any x86-64.
+// The tiles that read a weight in the Rows16 layout (matmul.hpp): w is a group's start, w_stride
+// the row size in the file's layout, ainfo required.
+struct Rows16Kernel {
+    TensorType type;
+    TileFn tile;
+};
+
 struct SimdKernelList {
     const SimdKernels* items;
     size_t count;
     const SimdOps* ops;
+    const Rows16Kernel* rows16;
+    size_t rows16_count;
 };
 
 SimdKernelList avx2_kernels();
@@ -61,5 +70,7 @@ SimdKernelList avx512_kernels();
 // The tile of `type` for `isa`; nullptr for Isa::Scalar, an ISA the CPU lacks, or a type without
 // one (the matmul then calls vec_dot per pair).
 TileFn tile_fn(TensorType type, Isa isa);
+// The Rows16 tile of `type` for `isa`; nullptr where there is none.
+TileFn rows16_tile_fn(TensorType type, Isa isa);
 
 }  // namespace realm::kernels::detail

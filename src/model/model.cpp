@@ -1,8 +1,11 @@
 #include "model/model.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string_view>
@@ -249,7 +252,47 @@ Result<std::unique_ptr<Model>> Model::load_impl(std::unique_ptr<gguf::File> owne
     if (auto s = m->load_hparams(); !s) return s.error();
     if (auto s = m->load_tensors(); !s) return s.error();
     m->pool_ = std::make_unique<kernels::ThreadPool>(opts.n_threads);
+    if (opts.repack) m->make_rows16();
     return m;
+}
+
+void Model::make_rows16() {
+    constexpr size_t kHugePage = size_t{2} << 20;
+    // token_embd keeps its rows (the embedding lookup reads them), and so does a tied output.
+    std::vector<Weight*> todo;
+    const kernels::Isa isa = kernels::active_isa();
+    auto consider = [&](Weight& w) {
+        if (w && w.data != tok_embd_.data && kernels::rows16_used(w.tensor->type, isa) &&
+            kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) > 0) {
+            todo.push_back(&w);
+        }
+    };
+    for (Layer& L : layers_) {
+        for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) consider(*w);
+    }
+    consider(output_);
+    std::vector<std::byte*> dst(todo.size(), nullptr);
+    for (size_t i = 0; i < todo.size(); ++i) {
+        const Weight& w = *todo[i];
+        // Large copies on transparent huge pages where the system allows them (decode streams
+        // them: fewer TLB misses); small ones 64-byte aligned.
+        const size_t need = kernels::rows16_bytes(w.tensor->type, w.rows, w.cols);
+        const size_t align = need >= kHugePage ? kHugePage : 64;
+        const size_t bytes = (need + align - 1) / align * align;
+        // Out of memory: that matrix keeps reading its rows from the file.
+        rows16_.emplace_back(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
+        dst[i] = rows16_.back().get();
+        if (dst[i] != nullptr && align == kHugePage) (void)::madvise(dst[i], bytes, MADV_HUGEPAGE);  // advice only
+    }
+    pool_->parallel_for(todo.size(), 1, [&](size_t begin, size_t end, size_t) {
+        for (size_t i = begin; i < end; ++i) {
+            Weight& w = *todo[i];
+            if (dst[i] == nullptr) continue;
+            kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst[i]);
+            file_->release_pages(w.tensor->data);
+            w.rows16 = dst[i];
+        }
+    });
 }
 
 Status Model::load_hparams() {
@@ -469,7 +512,7 @@ void Model::matmul_many(Workspace& ws, std::initializer_list<const Weight*> w, c
     // With the scalar ISA this is ggml's scalar vec_dot per (row, token): the bit-exact path.
     std::array<kernels::MatmulWeight, 3> mw{};
     size_t i = 0;
-    for (const Weight* p : w) mw[i++] = {p->tensor->type, p->data, p->rows, p->cols, p->row_bytes};
+    for (const Weight* p : w) mw[i++] = {p->tensor->type, p->data, p->rows, p->cols, p->row_bytes, p->rows16};
     kernels::matmul_many(std::span(mw.data(), i), x, n_tokens, std::span(y.begin(), y.size()), *pool_, ws.mm,
                          kernels::active_isa());
 }

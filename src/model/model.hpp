@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -83,6 +84,7 @@ struct Weight {
     int64_t rows = 0;
     int64_t cols = 0;
     size_t row_bytes = 0;
+    const std::byte* rows16 = nullptr;  // the Model's copy in kernels' Rows16 layout, if it made one
     explicit operator bool() const { return tensor != nullptr; }
 };
 
@@ -136,6 +138,10 @@ struct BatchItem {
 
 struct LoadOptions {
     size_t n_threads = 0;  // 0: std::thread::hardware_concurrency()
+    // Make the Rows16 copies (kernels::repack_rows16) of the matrices whose format has a faster
+    // kernel in that layout on the active ISA (Q4_0 with AVX-512). They replace those matrices'
+    // file pages in memory (the same size); false: every weight is read from the file's mapping.
+    bool repack = true;
 };
 
 class Model {
@@ -176,6 +182,9 @@ private:
                                                     const LoadOptions& opts);
     Status load_hparams();
     Status load_tensors();
+    // The Rows16 copies (kernels::repack_rows16) of the matrices whose format has that layout,
+    // where the active ISA reads it; their file pages are released.
+    void make_rows16();
 
     // Attention work item: tokens [t0, t0 + nt) of one sequence (batch indices), heads [h0, ...)
     // of KV head g.
@@ -222,6 +231,10 @@ private:
     std::vector<float> output_norm_;
     std::vector<float> rope_freqs_;  // llama: optional per-dimension-pair frequency divisors
     std::vector<Layer> layers_;
+    struct FreeBytes {
+        void operator()(std::byte* p) const { std::free(p); }
+    };
+    std::vector<std::unique_ptr<std::byte, FreeBytes>> rows16_;  // owned Rows16 copies
     std::unique_ptr<kernels::ThreadPool> pool_;
     mutable std::mutex forward_mu_;  // one forward pass at a time
     mutable Workspace ws_;

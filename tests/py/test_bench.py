@@ -19,6 +19,15 @@ def test_bench_markdown_and_errors(realm, models, tmp_path):
     assert proc.returncode == 1 and "missing.gguf" in proc.stderr
 
 
+def test_bench_no_repack(realm, models, tmp_path):
+    # A Q4_0 file: the one format with an interleaved copy (on AVX-512); both ways must run.
+    q = tmp_path / "stories-q4_0.gguf"
+    realm("quantize", models["stories"], q, "q4_0")
+    for extra in ([], ["--no-repack"]):
+        out = json.loads(realm("bench", "-m", q, "-p", "16", "-n", "4", "-r", "1", "-o", "json", *extra).stdout)
+        assert [r["test"] for r in out] == ["pp16", "tg4"] and all(r["median"] > 0 for r in out)
+
+
 def test_membw_json_and_hints(realm_bin):
     """realm-membw (the bandwidth bound of docs/PERFORMANCE.md): every prefetch hint reads and reports."""
     membw = realm_bin.parent.parent.parent / "bench" / "realm-membw"

@@ -210,6 +210,8 @@ TEST(ggufRoundTrip, FileWriteIsAtomicAndReadable) {
     w.metadata() = every_value_type();
     auto data = pattern(64 * 4 * 3, 5);
     ASSERT_TRUE(w.add_tensor("blk.0.attn_q.weight", {64, 3}, TensorType::F32, data));
+    auto big = pattern(4 * 12288, 9);  // spans whole pages
+    ASSERT_TRUE(w.add_tensor("big", {12288}, TensorType::F32, big));
     ASSERT_TRUE(w.write(path));
     // Only the final file is left: the temporary was renamed.
     size_t n_files = 0;
@@ -226,6 +228,14 @@ TEST(ggufRoundTrip, FileWriteIsAtomicAndReadable) {
     EXPECT_TRUE(same_bytes(t->data, data));
     // mmap'd data honours the alignment in memory too.
     EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data.data()) % 32, 0u);
+
+    // Releasing a tensor's pages keeps its bytes readable (mapped in again from the file), and
+    // spans outside the mapping are ignored.
+    f->release_pages(t->data);
+    EXPECT_TRUE(same_bytes(t->data, data));
+    f->release_pages(f->find_tensor("big")->data);
+    EXPECT_TRUE(same_bytes(f->find_tensor("big")->data, big));
+    f->release_pages(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data.data()), data.size()));
 
     // Moving the File keeps tensor spans valid (they point into the mapping).
     File moved = std::move(*f);

@@ -176,10 +176,20 @@ Problem make_problem(TensorType t, int64_t rows, int64_t cols, size_t n_tok, uin
     return p;
 }
 
-std::vector<float> run_matmul(const Problem& p, const float* x, size_t n, ThreadPool& pool, Isa isa) {
+// rows16: also pass the weight's Rows16 copy (where its type has that layout), which the ISAs
+// with a Rows16 kernel read instead of the rows.
+std::vector<float> run_matmul(const Problem& p, const float* x, size_t n, ThreadPool& pool, Isa isa,
+                              bool rows16 = false) {
     std::vector<float> y(static_cast<size_t>(p.rows) * n, -1.0f);
     MatmulScratch scratch;
-    matmul({p.type, p.w.data(), p.rows, p.cols, p.row_bytes}, x, n, y.data(), pool, scratch, isa);
+    Bytes packed;
+    MatmulWeight w{p.type, p.w.data(), p.rows, p.cols, p.row_bytes, nullptr};
+    if (rows16 && rows16_bytes(p.type, p.rows, p.cols) > 0) {
+        packed = Bytes(rows16_bytes(p.type, p.rows, p.cols));
+        repack_rows16(p.type, p.w.data(), p.rows, p.cols, p.row_bytes, packed.data());
+        w.rows16 = packed.data();
+    }
+    matmul(w, x, n, y.data(), pool, scratch, isa);
     return y;
 }
 
@@ -188,12 +198,14 @@ TEST_P(Simd, MatmulIsIndependentOfBatchTileAndThreads) {
     ThreadPool pool1(1);
     ThreadPool pool2(2);
     ThreadPool pool3(3);
-    for (TensorType t : kWeightTypes) {
-        SCOPED_TRACE(name(t));
+    // Each type from its rows, then (where it has that layout) from its Rows16 copy.
+    for (const bool rows16 : {false, true}) for (TensorType t : kWeightTypes) {
+        if (rows16 && rows16_bytes(t, 16, 256) == 0) continue;
+        SCOPED_TRACE(name(t) + (rows16 ? " rows16" : ""));
         const int64_t cols = kernel_traits(t)->block_size == 1 ? 77 : 3 * kernel_traits(t)->block_size;
         const int64_t rows = 37;  // ragged against the 16-row blocks and every tile height
         const Problem p = make_problem(t, rows, cols, kTok, 5);
-        const std::vector<float> full = run_matmul(p, p.x.data(), kTok, pool2, GetParam());
+        const std::vector<float> full = run_matmul(p, p.x.data(), kTok, pool2, GetParam(), rows16);
         // The same pairs through the dot product, one at a time.
         const KernelTraits* k = kernel_traits(t, GetParam());
         const TensorType vt = k->vec_dot_type;
@@ -220,12 +232,12 @@ TEST_P(Simd, MatmulIsIndependentOfBatchTileAndThreads) {
         }
         // Alone (n = 1), in a batch of 7 starting anywhere, with 1 or 3 threads.
         for (size_t start : {size_t{0}, size_t{3}, size_t{61}, size_t{127}, size_t{511}, size_t{516}}) {
-            const std::vector<float> one = run_matmul(p, p.x.data() + start * cols, 1, pool1, GetParam());
+            const std::vector<float> one = run_matmul(p, p.x.data() + start * cols, 1, pool1, GetParam(), rows16);
             for (int64_t r = 0; r < rows; ++r) {
                 ASSERT_EQ(std::bit_cast<uint32_t>(one[r]), std::bit_cast<uint32_t>(full[start * rows + r]));
             }
             const size_t n7 = std::min<size_t>(7, kTok - start);
-            const std::vector<float> seven = run_matmul(p, p.x.data() + start * cols, n7, pool3, GetParam());
+            const std::vector<float> seven = run_matmul(p, p.x.data() + start * cols, n7, pool3, GetParam(), rows16);
             for (size_t i = 0; i < n7 * static_cast<size_t>(rows); ++i) {
                 ASSERT_EQ(std::bit_cast<uint32_t>(seven[i]), std::bit_cast<uint32_t>(full[start * rows + i]));
             }
@@ -464,8 +476,15 @@ TEST_P(Simd, MatmulManyEqualsOneByOne) {
             std::vector<MatmulWeight> ws;
             std::vector<std::vector<float>> ys;
             std::vector<float*> yp;
+            // The Q4_0 matrices also bring their Rows16 copy (read by the ISAs that have a kernel
+            // for it), which must not change any matrix's bits.
+            std::vector<Bytes> packed;
+            packed.reserve(ps.size());
             for (auto& p : ps) {
-                ws.push_back({p.type, p.w.data(), p.rows, p.cols, p.row_bytes});
+                packed.emplace_back(rows16_bytes(p.type, p.rows, p.cols));
+                const bool r16 = packed.back().size() > 0;
+                if (r16) repack_rows16(p.type, p.w.data(), p.rows, p.cols, p.row_bytes, packed.back().data());
+                ws.push_back({p.type, p.w.data(), p.rows, p.cols, p.row_bytes, r16 ? packed.back().data() : nullptr});
                 ys.emplace_back(static_cast<size_t>(p.rows) * n, -1.0f);
             }
             for (auto& y : ys) yp.push_back(y.data());
@@ -478,6 +497,24 @@ TEST_P(Simd, MatmulManyEqualsOneByOne) {
             }
         }
     }
+}
+
+// The Rows16 copy on real widths (several groups, prefetches past a group's end, every token
+// tile), against the rows, bitwise; on every ISA (those without a Rows16 kernel read the rows).
+TEST(Matmul, Rows16CopyGivesTheSameBits) {
+    ThreadPool pool(2);
+    const Problem p = make_problem(TensorType::Q4_0, 100, 2048, 21, 23);
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+        if (!isa_supported(isa)) continue;
+        SCOPED_TRACE(std::string(isa_name(isa)));
+        for (size_t n : {size_t{1}, size_t{2}, size_t{5}, size_t{12}, size_t{21}}) {
+            ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa)) << "n=" << n;
+        }
+    }
+    EXPECT_EQ(rows16_bytes(TensorType::Q4_0, 100, 2048), 112 * p.row_bytes);
+    EXPECT_EQ(rows16_bytes(TensorType::Q8_0, 100, 2048), 0u);
+    EXPECT_EQ(rows16_bytes(TensorType::Q4_0, 100, 33), 0u);
+    EXPECT_EQ(rows16_used(TensorType::Q4_0, Isa::Scalar), false);
 }
 
 TEST(Matmul, ScalarIsaIsTheScalarReference) {
