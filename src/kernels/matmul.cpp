@@ -204,29 +204,56 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
     });
 }
 
+namespace {
+// Q4_0 and Q4_K: elements per block, bytes per block.
+std::pair<size_t, size_t> rows16_block(TensorType type) {
+    if (type == TensorType::Q4_0) return {static_cast<size_t>(kQK4_0), sizeof(BlockQ4_0)};
+    if (type == TensorType::Q4_K) return {static_cast<size_t>(kQK_K), sizeof(BlockQ4_K)};
+    return {0, 0};
+}
+
+// Dword `k` of `bytes` for row r of 16 goes to dst + 64 * k + 4 * r, for k < n.
+void put_dwords(const uint8_t* bytes, size_t n, size_t r, std::byte* dst) {
+    for (size_t k = 0; k < n; ++k) std::memcpy(dst + 64 * k + 4 * r, bytes + 4 * k, 4);
+}
+}  // namespace
+
 size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols) {
-    if (type != TensorType::Q4_0 || rows <= 0 || cols <= 0 || cols % kQK4_0 != 0) return 0;
+    const auto [qk, bytes] = rows16_block(type);
+    if (qk == 0 || rows <= 0 || cols <= 0 || static_cast<size_t>(cols) % qk != 0) return 0;
     const auto groups = (static_cast<size_t>(rows) + 15) / 16;
-    return groups * 16 * (static_cast<size_t>(cols) / static_cast<size_t>(kQK4_0)) * sizeof(BlockQ4_0);
+    return groups * 16 * (static_cast<size_t>(cols) / qk) * bytes;
 }
 
 bool rows16_used(TensorType type, Isa isa) { return detail::rows16_tile_fn(type, isa) != nullptr; }
 
 void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t cols, size_t row_bytes,
                    std::byte* dst) {
-    if (type != TensorType::Q4_0) return;
-    const size_t nb = static_cast<size_t>(cols) / static_cast<size_t>(kQK4_0);
+    const auto [qk, block_bytes] = rows16_block(type);
+    if (qk == 0) return;
+    const size_t nb = static_cast<size_t>(cols) / qk;
     const auto n_rows = static_cast<size_t>(rows);
     for (size_t g = 0; g * 16 < n_rows; ++g) {
-        std::byte* q = dst + g * 16 * row_bytes;
-        std::byte* sc = q + nb * 256;
+        std::byte* out = dst + g * 16 * row_bytes;
         for (size_t r = 0; r < 16; ++r) {
             const size_t row = g * 16 + r;
             for (size_t ib = 0; ib < nb; ++ib) {
-                BlockQ4_0 b{};  // padding rows: zero scale and quants
-                if (row < n_rows) std::memcpy(&b, src + row * row_bytes + ib * sizeof(BlockQ4_0), sizeof b);
-                for (size_t j = 0; j < 4; ++j) std::memcpy(q + ib * 256 + j * 64 + r * 4, b.qs + 4 * j, 4);
-                std::memcpy(sc + (ib * 16 + r) * sizeof(uint16_t), &b.d, sizeof(uint16_t));
+                // Padding rows: zero scales and quants.
+                const std::byte* in = row < n_rows ? src + row * row_bytes + ib * block_bytes : nullptr;
+                if (type == TensorType::Q4_0) {
+                    BlockQ4_0 b{};
+                    if (in != nullptr) std::memcpy(&b, in, sizeof b);
+                    put_dwords(b.qs, 4, r, out + ib * 256);
+                    std::memcpy(out + nb * 256 + (ib * 16 + r) * 2, &b.d, 2);
+                } else {
+                    BlockQ4_K b{};
+                    if (in != nullptr) std::memcpy(&b, in, sizeof b);
+                    std::byte* s = out + ib * 2304;
+                    put_dwords(b.qs, 32, r, s);
+                    put_dwords(b.scales, 3, r, s + 2048);
+                    std::memcpy(s + 2240 + 2 * r, &b.d, 2);
+                    std::memcpy(s + 2272 + 2 * r, &b.dmin, 2);
+                }
             }
         }
     }

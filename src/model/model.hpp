@@ -139,7 +139,7 @@ struct BatchItem {
 struct LoadOptions {
     size_t n_threads = 0;  // 0: std::thread::hardware_concurrency()
     // Make the Rows16 copies (kernels::repack_rows16) of the matrices whose format has a faster
-    // kernel in that layout on the active ISA (Q4_0 with AVX-512). They replace those matrices'
+    // kernel in that layout on the active ISA (Q4_0, Q4_K with AVX-512). They replace those matrices'
     // file pages in memory (the same size); false: every weight is read from the file's mapping.
     bool repack = true;
 };

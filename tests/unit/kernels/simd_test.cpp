@@ -503,15 +503,18 @@ TEST_P(Simd, MatmulManyEqualsOneByOne) {
 // tile), against the rows, bitwise; on every ISA (those without a Rows16 kernel read the rows).
 TEST(Matmul, Rows16CopyGivesTheSameBits) {
     ThreadPool pool(2);
-    const Problem p = make_problem(TensorType::Q4_0, 100, 2048, 21, 23);
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-        if (!isa_supported(isa)) continue;
-        SCOPED_TRACE(std::string(isa_name(isa)));
-        for (size_t n : {size_t{1}, size_t{2}, size_t{5}, size_t{12}, size_t{21}}) {
-            ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa)) << "n=" << n;
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K}) {
+        const Problem p = make_problem(t, 100, 2048, 21, 23);
+        EXPECT_EQ(rows16_bytes(t, 100, 2048), 112 * p.row_bytes);
+        for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+            if (!isa_supported(isa)) continue;
+            SCOPED_TRACE(name(t) + " " + std::string(isa_name(isa)));
+            for (size_t n : {size_t{1}, size_t{2}, size_t{5}, size_t{12}, size_t{21}}) {
+                ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa))
+                    << "n=" << n;
+            }
         }
     }
-    EXPECT_EQ(rows16_bytes(TensorType::Q4_0, 100, 2048), 112 * p.row_bytes);
     EXPECT_EQ(rows16_bytes(TensorType::Q8_0, 100, 2048), 0u);
     EXPECT_EQ(rows16_bytes(TensorType::Q4_0, 100, 33), 0u);
     EXPECT_EQ(rows16_used(TensorType::Q4_0, Isa::Scalar), false);

@@ -364,7 +364,7 @@ TEST(ModelTiny, BatchEqualsAloneQuantized) {
     }
 }
 
-// A Q4_0 model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
+// A Q4_0 (Q4_K) model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
 // loaded under the scalar ISA it makes none. Switched to the best ISA, both must give the same
 // bits, for a prompt and for single-token steps.
 TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
@@ -373,7 +373,9 @@ TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
     sp.n_embd = 256;
     sp.n_ff = 512;
     sp.n_vocab = 64;
-    sp.wtype = TensorType::Q4_0;
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K}) {
+    SCOPED_TRACE(std::string(type_name(t)));
+    sp.wtype = t;
     TinyModel tm = make_tiny(sp);
     auto run = [&](kernels::Isa load_isa) {
         std::unique_ptr<Model> m;
@@ -404,6 +406,7 @@ TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
     const std::vector<float> without = run(kernels::Isa::Scalar);
     ASSERT_EQ(with.size(), 4u * sp.n_vocab);
     EXPECT_EQ(with, without);
+    }
 }
 
 // One gemma3 layer, all sliding-window with window W: the last position sees only the last W
