@@ -271,23 +271,24 @@ void Model::make_rows16() {
         for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) consider(*w);
     }
     consider(output_);
-    std::vector<std::byte*> dst(todo.size(), nullptr);
+    // One arena for all the copies (64-byte aligned each), on transparent huge pages where the
+    // system allows them (decode streams it: fewer TLB misses); one rounding to 2 MiB in all.
+    std::vector<size_t> offset(todo.size() + 1, 0);
     for (size_t i = 0; i < todo.size(); ++i) {
         const Weight& w = *todo[i];
-        // Large copies on transparent huge pages where the system allows them (decode streams
-        // them: fewer TLB misses); small ones 64-byte aligned.
-        const size_t need = kernels::rows16_bytes(w.tensor->type, w.rows, w.cols);
-        const size_t align = need >= kHugePage ? kHugePage : 64;
-        const size_t bytes = (need + align - 1) / align * align;
-        // Out of memory: that matrix keeps reading its rows from the file.
-        rows16_.emplace_back(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
-        dst[i] = rows16_.back().get();
-        if (dst[i] != nullptr && align == kHugePage) (void)::madvise(dst[i], bytes, MADV_HUGEPAGE);  // advice only
+        offset[i + 1] = offset[i] + (kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) + 63) / 64 * 64;
     }
+    if (todo.empty()) return;
+    const size_t align = offset.back() >= kHugePage ? kHugePage : 64;
+    const size_t bytes = (offset.back() + align - 1) / align * align;
+    rows16_.reset(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
+    if (!rows16_) return;  // out of memory: every matrix keeps reading its rows from the file
+    if (align == kHugePage) (void)::madvise(rows16_.get(), bytes, MADV_HUGEPAGE);  // advice only
+    std::vector<std::byte*> dst(todo.size());
+    for (size_t i = 0; i < todo.size(); ++i) dst[i] = rows16_.get() + offset[i];
     pool_->parallel_for(todo.size(), 1, [&](size_t begin, size_t end, size_t) {
         for (size_t i = begin; i < end; ++i) {
             Weight& w = *todo[i];
-            if (dst[i] == nullptr) continue;
             kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst[i]);
             file_->release_pages(w.tensor->data);
             w.rows16 = dst[i];

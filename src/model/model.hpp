@@ -234,7 +234,7 @@ private:
     struct FreeBytes {
         void operator()(std::byte* p) const { std::free(p); }
     };
-    std::vector<std::unique_ptr<std::byte, FreeBytes>> rows16_;  // owned Rows16 copies
+    std::unique_ptr<std::byte, FreeBytes> rows16_;  // the arena of the Rows16 copies
     std::unique_ptr<kernels::ThreadPool> pool_;
     mutable std::mutex forward_mu_;  // one forward pass at a time
     mutable Workspace ws_;
