@@ -170,8 +170,8 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
                 const auto rows = static_cast<size_t>(w.rows);
                 const size_t r0 = (item - first_block) * kRowBlock;
                 const size_t r1 = std::min(rows, (last - first_block) * kRowBlock);
-                tile(w.cols, parts[m].data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows, act_info,
-                     scratch_base + thread * per_thread);
+                tile(w.cols, parts[m].data + r0 * w.row_bytes, w.row_bytes, r1 - r0, act, stride, 1, ys[m] + r0, rows,
+                     act_info, scratch_base + thread * per_thread);
                 item = last;
                 begin = last;
             }
@@ -243,16 +243,16 @@ void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t 
                 if (type == TensorType::Q4_0) {
                     BlockQ4_0 b{};
                     if (in != nullptr) std::memcpy(&b, in, sizeof b);
-                    put_dwords(b.qs, 4, r, out + ib * 256);
-                    std::memcpy(out + nb * 256 + (ib * 16 + r) * 2, &b.d, 2);
+                    put_dwords(b.qs, 4, r, out + ib * detail::kR16Q40Quants);
+                    std::memcpy(out + nb * detail::kR16Q40Quants + (ib * 16 + r) * 2, &b.d, 2);
                 } else {
                     BlockQ4_K b{};
                     if (in != nullptr) std::memcpy(&b, in, sizeof b);
-                    std::byte* s = out + ib * 2304;
+                    std::byte* s = out + ib * detail::kR16Q4KBlock;
                     put_dwords(b.qs, 32, r, s);
-                    put_dwords(b.scales, 3, r, s + 2048);
-                    std::memcpy(s + 2240 + 2 * r, &b.d, 2);
-                    std::memcpy(s + 2272 + 2 * r, &b.dmin, 2);
+                    put_dwords(b.scales, 3, r, s + detail::kR16Q4KScales);
+                    std::memcpy(s + detail::kR16Q4KD + 2 * r, &b.d, 2);
+                    std::memcpy(s + detail::kR16Q4KDmin + 2 * r, &b.dmin, 2);
                 }
             }
         }

@@ -49,6 +49,17 @@ struct SimdKernels {
 // A plain pointer + count rather than std::span: the SIMD translation units are compiled with
 // -mavx2/-mavx512*, and any out-of-line template they instantiate (a COMDAT the linker may keep
 // for every caller) would carry those instructions into code that runs on any x86-64.
+// Byte offsets of the Rows16 layout (matmul.hpp), shared by repack_rows16 and the kernels.
+// Q4_0, per group: nb blocks of kR16Q40Quants bytes, then nb x 16 fp16 scales.
+inline constexpr size_t kR16Q40Quants = 256;
+inline constexpr size_t kR16Q40Block = kR16Q40Quants + 16 * 2;  // quants + scales per block
+// Q4_K, per super-block of a group: quants, 3 vectors of packed scales, 16 d, 16 dmin.
+inline constexpr size_t kR16Q4KScales = 2048;
+inline constexpr size_t kR16Q4KD = kR16Q4KScales + 3 * 64;
+inline constexpr size_t kR16Q4KDmin = kR16Q4KD + 16 * 2;
+inline constexpr size_t kR16Q4KBlock = kR16Q4KDmin + 16 * 2;
+static_assert(kR16Q40Block == 16 * 18 && kR16Q4KBlock == 16 * 144, "the same bytes as 16 rows' blocks");
+
 // The tiles that read a weight in the Rows16 layout (matmul.hpp): w is a group's start, w_stride
 // the row size in the file's layout, ainfo required.
 struct Rows16Kernel {

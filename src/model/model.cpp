@@ -271,6 +271,7 @@ void Model::make_rows16() {
         for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) consider(*w);
     }
     consider(output_);
+    if (todo.empty()) return;
     // One arena for all the copies (64-byte aligned each), on transparent huge pages where the
     // system allows them (decode streams it: fewer TLB misses); one rounding to 2 MiB in all.
     std::vector<size_t> offset(todo.size() + 1, 0);
@@ -278,20 +279,18 @@ void Model::make_rows16() {
         const Weight& w = *todo[i];
         offset[i + 1] = offset[i] + (kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) + 63) / 64 * 64;
     }
-    if (todo.empty()) return;
     const size_t align = offset.back() >= kHugePage ? kHugePage : 64;
     const size_t bytes = (offset.back() + align - 1) / align * align;
     rows16_.reset(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
     if (!rows16_) return;  // out of memory: every matrix keeps reading its rows from the file
     if (align == kHugePage) (void)::madvise(rows16_.get(), bytes, MADV_HUGEPAGE);  // advice only
-    std::vector<std::byte*> dst(todo.size());
-    for (size_t i = 0; i < todo.size(); ++i) dst[i] = rows16_.get() + offset[i];
     pool_->parallel_for(todo.size(), 1, [&](size_t begin, size_t end, size_t) {
         for (size_t i = begin; i < end; ++i) {
             Weight& w = *todo[i];
-            kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst[i]);
+            std::byte* dst = rows16_.get() + offset[i];
+            kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst);
             file_->release_pages(w.tensor->data);
-            w.rows16 = dst[i];
+            w.rows16 = dst;
         }
     });
 }

@@ -364,6 +364,34 @@ TEST(ModelTiny, BatchEqualsAloneQuantized) {
     }
 }
 
+// Logits of a prompt and three single-token steps under the best ISA, for a model loaded while
+// `load_isa` was active (which decides whether it made Rows16 copies).
+std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa) {
+    std::unique_ptr<Model> m;
+    {
+        const IsaScope scope(load_isa);
+        m = load_tiny(tm);
+    }
+    const IsaScope scope(kernels::best_isa());
+    std::vector<float> out;
+    if (!m) return out;
+    auto s = m->new_sequence(32);
+    EXPECT_TRUE(s.ok());
+    if (!s) return out;
+    const std::vector<int32_t> prompt = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2};
+    auto l = m->forward(*s, prompt);
+    EXPECT_TRUE(l.ok());
+    if (!l) return out;
+    out.assign(l->begin(), l->end());
+    for (int32_t tok : {7, 11, 13}) {
+        auto step = m->forward(*s, std::span(&tok, 1));
+        EXPECT_TRUE(step.ok());
+        if (!step) return out;
+        out.insert(out.end(), step->begin(), step->end());
+    }
+    return out;
+}
+
 // A Q4_0 (Q4_K) model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
 // loaded under the scalar ISA it makes none. Switched to the best ISA, both must give the same
 // bits, for a prompt and for single-token steps.
@@ -374,38 +402,13 @@ TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
     sp.n_ff = 512;
     sp.n_vocab = 64;
     for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K}) {
-    SCOPED_TRACE(std::string(type_name(t)));
-    sp.wtype = t;
-    TinyModel tm = make_tiny(sp);
-    auto run = [&](kernels::Isa load_isa) {
-        std::unique_ptr<Model> m;
-        {
-            const IsaScope scope(load_isa);
-            m = load_tiny(tm);
-        }
-        const IsaScope scope(kernels::best_isa());
-        std::vector<float> out;
-        if (!m) return out;
-        auto s = m->new_sequence(32);
-        EXPECT_TRUE(s.ok());
-        if (!s) return out;
-        const std::vector<int32_t> prompt = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2};
-        auto l = m->forward(*s, prompt);
-        EXPECT_TRUE(l.ok());
-        if (!l) return out;
-        out.assign(l->begin(), l->end());
-        for (int32_t t : {7, 11, 13}) {
-            auto step = m->forward(*s, std::span(&t, 1));
-            EXPECT_TRUE(step.ok());
-            if (!step) return out;
-            out.insert(out.end(), step->begin(), step->end());
-        }
-        return out;
-    };
-    const std::vector<float> with = run(kernels::best_isa());
-    const std::vector<float> without = run(kernels::Isa::Scalar);
-    ASSERT_EQ(with.size(), 4u * sp.n_vocab);
-    EXPECT_EQ(with, without);
+        SCOPED_TRACE(std::string(type_name(t)));
+        sp.wtype = t;
+        const TinyModel tm = make_tiny(sp);
+        const std::vector<float> with = prompt_and_steps(tm, kernels::best_isa());
+        const std::vector<float> without = prompt_and_steps(tm, kernels::Isa::Scalar);
+        ASSERT_EQ(with.size(), 4u * sp.n_vocab);
+        EXPECT_EQ(with, without);
     }
 }
 
