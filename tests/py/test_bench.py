@@ -20,7 +20,7 @@ def test_bench_markdown_and_errors(realm, models, tmp_path):
 
 
 def test_bench_no_repack(realm, models, tmp_path):
-    # A Q4_0 file: the one format with an interleaved copy (on AVX-512); both ways must run.
+    # A Q4_0 file (Q4_0 and Q4_K get interleaved copies on AVX-512): both ways must run.
     q = tmp_path / "stories-q4_0.gguf"
     realm("quantize", models["stories"], q, "q4_0")
     for extra in ([], ["--no-repack"]):
