@@ -205,10 +205,11 @@ void matmul_many(std::span<const MatmulWeight> ws, const float* x, size_t n, std
 }
 
 namespace {
-// Q4_0 and Q4_K: elements per block, bytes per block.
+// The formats with a Rows16 layout: elements per block, bytes per block.
 std::pair<size_t, size_t> rows16_block(TensorType type) {
     if (type == TensorType::Q4_0) return {static_cast<size_t>(kQK4_0), sizeof(BlockQ4_0)};
     if (type == TensorType::Q4_K) return {static_cast<size_t>(kQK_K), sizeof(BlockQ4_K)};
+    if (type == TensorType::Q6_K) return {static_cast<size_t>(kQK_K), sizeof(BlockQ6_K)};
     return {0, 0};
 }
 
@@ -245,6 +246,14 @@ void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t 
                     if (in != nullptr) std::memcpy(&b, in, sizeof b);
                     put_dwords(b.qs, 4, r, out + ib * detail::kR16Q40Quants);
                     std::memcpy(out + nb * detail::kR16Q40Quants + (ib * 16 + r) * 2, &b.d, 2);
+                } else if (type == TensorType::Q6_K) {
+                    BlockQ6_K b{};
+                    if (in != nullptr) std::memcpy(&b, in, sizeof b);
+                    std::byte* s = out + ib * detail::kR16Q6KBlock;
+                    put_dwords(b.ql, 32, r, s);
+                    put_dwords(b.qh, 16, r, s + detail::kR16Q6KQh);
+                    put_dwords(reinterpret_cast<const uint8_t*>(b.scales), 4, r, s + detail::kR16Q6KScales);
+                    std::memcpy(out + nb * detail::kR16Q6KBlock + (ib * 16 + r) * 2, &b.d, 2);
                 } else {
                     BlockQ4_K b{};
                     if (in != nullptr) std::memcpy(&b, in, sizeof b);

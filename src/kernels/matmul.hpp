@@ -40,7 +40,7 @@ struct MatmulWeight {
     const std::byte* rows16 = nullptr;
 };
 
-// Rows16 layout (Q4_0, Q4_K): groups of 16 rows (the last one padded with zero rows), each the
+// Rows16 layout (Q4_0, Q4_K, Q6_K): groups of 16 rows (the last one padded with zero rows), each the
 // same bytes as its rows, rearranged so that a 512-bit register holds one dword of each of the 16
 // rows (no horizontal sums, no per-row scale loads in the dot products) and a thread reads one
 // stream. A group is 16 * row_bytes, so row r0 (a multiple of 16) starts at r0 * row_bytes, as in
@@ -50,6 +50,9 @@ struct MatmulWeight {
 //   Q4_K: per super-block 32 vectors of quants (dword r of vector v: bytes 4v..4v+3 of row r's
 //         qs), 3 of scales (dword r of vector k: bytes 4k..4k+3 of its 12 scale bytes), the 16 d
 //         and the 16 dmin (fp16): 2304 bytes.
+//   Q6_K: per super-block 32 vectors of ql, 16 of qh, 4 of scales (dword r of vector v: bytes
+//         4v..4v+3 of row r's ql, qh, scales): 3328 bytes; after the group's nb super-blocks, the
+//         16 d (fp16) of each.
 //
 // The bytes of that layout for a rows x cols matrix of `type`; 0 where the type has none.
 size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols);

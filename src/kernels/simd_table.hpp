@@ -58,7 +58,13 @@ inline constexpr size_t kR16Q4KScales = 2048;
 inline constexpr size_t kR16Q4KD = kR16Q4KScales + 3 * 64;
 inline constexpr size_t kR16Q4KDmin = kR16Q4KD + 16 * 2;
 inline constexpr size_t kR16Q4KBlock = kR16Q4KDmin + 16 * 2;
-static_assert(kR16Q40Block == 16 * 18 && kR16Q4KBlock == 16 * 144, "the same bytes as 16 rows' blocks");
+// Q6_K, per super-block of a group: ql, qh, scales (its 16 d at the group's end, as Q4_0's scales,
+// so that every super-block starts on a cache line).
+inline constexpr size_t kR16Q6KQh = 2048;
+inline constexpr size_t kR16Q6KScales = kR16Q6KQh + 16 * 64;
+inline constexpr size_t kR16Q6KBlock = kR16Q6KScales + 4 * 64;  // without the d
+static_assert(kR16Q40Block == 16 * 18 && kR16Q4KBlock == 16 * 144 && kR16Q6KBlock + 16 * 2 == 16 * 210,
+              "the same bytes as 16 rows' blocks");
 
 // The tiles that read a weight in the Rows16 layout (matmul.hpp): w is a group's start, w_stride
 // the row size in the file's layout, ainfo required.

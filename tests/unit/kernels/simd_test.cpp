@@ -476,8 +476,8 @@ TEST_P(Simd, MatmulManyEqualsOneByOne) {
             std::vector<MatmulWeight> ws;
             std::vector<std::vector<float>> ys;
             std::vector<float*> yp;
-            // The Q4_0 matrices also bring their Rows16 copy (read by the ISAs that have a kernel
-            // for it), which must not change any matrix's bits.
+            // The matrices of a format with a Rows16 layout also bring that copy (read by the ISAs
+            // that have a kernel for it), which must not change any matrix's bits.
             std::vector<Bytes> packed;
             packed.reserve(ps.size());
             for (auto& p : ps) {
@@ -503,12 +503,13 @@ TEST_P(Simd, MatmulManyEqualsOneByOne) {
 // tile), against the rows, bitwise; on every ISA (those without a Rows16 kernel read the rows).
 TEST(Matmul, Rows16CopyGivesTheSameBits) {
     ThreadPool pool(2);
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K}) {
-        const Problem p = make_problem(t, 100, 2048, 21, 23);
-        EXPECT_EQ(rows16_bytes(t, 100, 2048), 112 * p.row_bytes);
+    // 768 columns: Q6_K's groups of an odd number of super-blocks start off a cache line.
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) for (int64_t cols : {2048, 768}) {
+        const Problem p = make_problem(t, 100, cols, 21, 23);
+        EXPECT_EQ(rows16_bytes(t, 100, cols), 112 * p.row_bytes);
         for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
             if (!isa_supported(isa)) continue;
-            SCOPED_TRACE(name(t) + " " + std::string(isa_name(isa)));
+            SCOPED_TRACE(name(t) + " " + std::to_string(cols) + " " + std::string(isa_name(isa)));
             for (size_t n : {size_t{1}, size_t{2}, size_t{5}, size_t{12}, size_t{21}}) {
                 ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa))
                     << "n=" << n;

@@ -392,7 +392,7 @@ std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa) 
     return out;
 }
 
-// A Q4_0 (Q4_K) model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
+// A Q4_0 (Q4_K, Q6_K) model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
 // loaded under the scalar ISA it makes none. Switched to the best ISA, both must give the same
 // bits, for a prompt and for single-token steps.
 TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
@@ -401,7 +401,7 @@ TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
     sp.n_embd = 256;
     sp.n_ff = 512;
     sp.n_vocab = 64;
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K}) {
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
         SCOPED_TRACE(std::string(type_name(t)));
         sp.wtype = t;
         const TinyModel tm = make_tiny(sp);
