@@ -516,6 +516,19 @@ TEST(Matmul, Rows16CopyGivesTheSameBits) {
             }
         }
     }
+    // Decode calls that get several groups (a thread's chunk: 725 rows on 2 threads, 5 groups a
+    // chunk) read them in lock-step where the format does (decode_groups), the last one partial.
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
+        const Problem p = make_problem(t, 725, 2048, 3, 29);
+        for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+            if (!isa_supported(isa)) continue;
+            SCOPED_TRACE(name(t) + " 725 rows " + std::string(isa_name(isa)));
+            for (size_t n : {size_t{1}, size_t{3}}) {
+                ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa))
+                    << "n=" << n;
+            }
+        }
+    }
     EXPECT_EQ(rows16_bytes(TensorType::Q8_0, 100, 2048), 0u);
     EXPECT_EQ(rows16_bytes(TensorType::Q4_0, 100, 33), 0u);
     EXPECT_EQ(rows16_used(TensorType::Q4_0, Isa::Scalar), false);
