@@ -516,13 +516,16 @@ TEST(Matmul, Rows16CopyGivesTheSameBits) {
             }
         }
     }
-    // Decode calls that get several groups (a thread's chunk: 725 rows on 2 threads, 5 groups a
-    // chunk) read them in lock-step where the format does (decode_groups), the last one partial.
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
-        const Problem p = make_problem(t, 725, 2048, 3, 29);
+    // Decode calls that get several groups (a thread's chunk on 2 threads: 725 rows, 5 groups a
+    // chunk; 1015 rows, 8 a chunk) read them in lock-step where the format does (decode_groups):
+    // with 5, neighbouring groups and a rest; with 8, two runs of 2 groups read side by side, the
+    // last group partial and inside a run.
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K})
+    for (int64_t rows : {int64_t{725}, int64_t{1015}}) {
+        const Problem p = make_problem(t, rows, 2048, 3, 29);
         for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
             if (!isa_supported(isa)) continue;
-            SCOPED_TRACE(name(t) + " 725 rows " + std::string(isa_name(isa)));
+            SCOPED_TRACE(name(t) + " " + std::to_string(rows) + " rows " + std::string(isa_name(isa)));
             for (size_t n : {size_t{1}, size_t{3}}) {
                 ASSERT_EQ(run_matmul(p, p.x.data(), n, pool, isa, true), run_matmul(p, p.x.data(), n, pool, isa))
                     << "n=" << n;
