@@ -29,14 +29,25 @@ def test_bench_no_repack(realm, models, tmp_path):
 
 
 def test_membw_json_and_hints(realm_bin):
-    """realm-membw (the bandwidth bound of docs/PERFORMANCE.md): every prefetch hint reads and reports."""
+    """realm-membw (the bandwidth bound of docs/PERFORMANCE.md): every prefetch hint reads and reports;
+    by default it measures its candidate patterns and reports the fastest."""
     membw = realm_bin.parent.parent.parent / "bench" / "realm-membw"
     for hint in ("l1", "l2", "nta"):
-        proc = subprocess.run([str(membw), "-t", "2", "-s", "8", "-p", "2", "--hint", hint, "--json"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([str(membw), "-t", "2", "-s", "8", "-p", "2", "--hint", hint, "-S", "8", "--prefetch", "1024",
+                               "--json"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         r = json.loads(proc.stdout)
-        assert r["hint"] == hint and r["streams"] == 8 and r["prefetch"] == 1024
+        assert r["hint"] == hint and r["streams"] == 8 and r["prefetch"] == 1024 and len(r["patterns"]) == 1
         assert 0 < r["min_gbps"] <= r["median_gbps"] <= r["max_gbps"]
+        assert r["pages"] == "2m" and 0 <= r["huge_share"] <= 1
+    proc = subprocess.run([str(membw), "-t", "2", "-s", "8", "-p", "2", "--pages", "4k", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["pages"] == "4k" and r["huge_share"] == 0 and len(r["patterns"]) == 6
+    assert abs(r["median_gbps"] - max(p["median_gbps"] for p in r["patterns"])) < 1e-3
+    assert (r["streams"], r["prefetch"]) in {(p["streams"], p["prefetch"]) for p in r["patterns"]}
+    proc = subprocess.run([str(membw), "--prefetch", "512"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "streams" in proc.stderr
     proc = subprocess.run([str(membw), "--hint", "l3"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "hint" in proc.stderr
