@@ -14,7 +14,7 @@ struct BenchOptions {
     uint32_t repetitions = 5;
     uint32_t n_threads = 0;               // 0: all cores
     std::string output = "md";            // md | json
-    bool repack = true;                   // Rows16 copies of the weights that have that layout
+    std::string weights = "rows16";       // rows16 | copy | file: model::Weights
 };
 
 int bench(const BenchOptions& opts);

@@ -141,7 +141,12 @@ int main(int argc, char** argv) {
     bench->add_option("-r,--repetitions", bench_opts.repetitions, "Repetitions of each test")->capture_default_str();
     bench->add_option("-t,--threads", bench_opts.n_threads, "Threads (default: all cores)");
     bench->add_option("-o,--output", bench_opts.output, "md or json")->check(CLI::IsMember({"md", "json"}))->capture_default_str();
-    bench->add_flag("!--no-repack", bench_opts.repack, "Read every weight from the file's mapping (no interleaved copies)");
+    bench->add_option("--weights", bench_opts.weights,
+                      "Where matrices are read from: rows16 (Rows16 copies where the format has that layout, the rest "
+                      "from the file's mapping), copy (a private copy of each on 2 MiB pages), file (the mapping)")
+        ->check(CLI::IsMember({"rows16", "copy", "file"}))
+        ->capture_default_str();
+    bench->add_flag_callback("--no-repack", [&bench_opts] { bench_opts.weights = "file"; }, "Same as --weights file");
 
     realm::cli::ServeOptions serve_opts;
     auto* serve = app.add_subcommand("serve", "The OpenAI-compatible HTTP server (tenants and keys in <data-dir>/realm.db)");

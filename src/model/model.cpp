@@ -252,20 +252,20 @@ Result<std::unique_ptr<Model>> Model::load_impl(std::unique_ptr<gguf::File> owne
     if (auto s = m->load_hparams(); !s) return s.error();
     if (auto s = m->load_tensors(); !s) return s.error();
     m->pool_ = std::make_unique<kernels::ThreadPool>(opts.n_threads);
-    if (opts.repack) m->make_rows16();
+    if (opts.weights != Weights::File) m->make_copies(opts.weights);
     return m;
 }
 
-void Model::make_rows16() {
+void Model::make_copies(Weights weights) {
     constexpr size_t kHugePage = size_t{2} << 20;
     // token_embd keeps its rows (the embedding lookup reads them), and so does a tied output.
     std::vector<Weight*> todo;
     const kernels::Isa isa = kernels::active_isa();
+    const auto rows16 = [&](const Weight& w) {
+        return kernels::rows16_used(w.tensor->type, isa) && kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) > 0;
+    };
     auto consider = [&](Weight& w) {
-        if (w && w.data != tok_embd_.data && kernels::rows16_used(w.tensor->type, isa) &&
-            kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) > 0) {
-            todo.push_back(&w);
-        }
+        if (w && w.data != tok_embd_.data && (weights == Weights::Copy || rows16(w))) todo.push_back(&w);
     };
     for (Layer& L : layers_) {
         for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) consider(*w);
@@ -277,7 +277,9 @@ void Model::make_rows16() {
     std::vector<size_t> offset(todo.size() + 1, 0);
     for (size_t i = 0; i < todo.size(); ++i) {
         const Weight& w = *todo[i];
-        offset[i + 1] = offset[i] + (kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) + 63) / 64 * 64;
+        const size_t size = weights == Weights::Copy ? w.row_bytes * static_cast<size_t>(w.rows)
+                                                     : kernels::rows16_bytes(w.tensor->type, w.rows, w.cols);
+        offset[i + 1] = offset[i] + (size + 63) / 64 * 64;
     }
     const size_t align = offset.back() >= kHugePage ? kHugePage : 64;
     const size_t bytes = (offset.back() + align - 1) / align * align;
@@ -288,9 +290,15 @@ void Model::make_rows16() {
         for (size_t i = begin; i < end; ++i) {
             Weight& w = *todo[i];
             std::byte* dst = rows16_.get() + offset[i];
-            kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst);
-            file_->release_pages(w.tensor->data);
-            w.rows16 = dst;
+            const std::span<const std::byte> from = w.tensor->data;
+            if (weights == Weights::Copy) {
+                std::memcpy(dst, w.data, w.row_bytes * static_cast<size_t>(w.rows));
+                w.data = dst;
+            } else {
+                kernels::repack_rows16(w.tensor->type, w.data, w.rows, w.cols, w.row_bytes, dst);
+                w.rows16 = dst;
+            }
+            file_->release_pages(from);
         }
     });
 }

@@ -19,13 +19,16 @@ def test_bench_markdown_and_errors(realm, models, tmp_path):
     assert proc.returncode == 1 and "missing.gguf" in proc.stderr
 
 
-def test_bench_no_repack(realm, models, tmp_path):
-    # A Q4_0 file (Q4_0 and Q4_K get interleaved copies on AVX-512): both ways must run.
+def test_bench_weights(realm, models, tmp_path):
+    # A Q4_0 file (Q4_0, Q4_K and Q6_K get interleaved copies on AVX-512): every place the weights
+    # can be read from must run; an unknown one is refused.
     q = tmp_path / "stories-q4_0.gguf"
     realm("quantize", models["stories"], q, "q4_0")
-    for extra in ([], ["--no-repack"]):
+    for extra in ([], ["--no-repack"], ["--weights", "copy"], ["--weights", "file"], ["--weights", "rows16"]):
         out = json.loads(realm("bench", "-m", q, "-p", "16", "-n", "4", "-r", "1", "-o", "json", *extra).stdout)
         assert [r["test"] for r in out] == ["pp16", "tg4"] and all(r["median"] > 0 for r in out)
+    bad = realm("bench", "-m", q, "--weights", "disk", check=False)
+    assert bad.returncode != 0 and "--weights" in bad.stderr
 
 
 def test_membw_json_and_hints(realm_bin):

@@ -168,11 +168,11 @@ TinyModel make_tiny(const TinySpec& sp) {
 }
 
 // The model of `tm` (whose bytes must outlive it), or null after a test failure.
-std::unique_ptr<Model> load_tiny(const TinyModel& tm, size_t threads = 2) {
+std::unique_ptr<Model> load_tiny(const TinyModel& tm, size_t threads = 2, Weights weights = Weights::Rows16) {
     auto f = gguf::File::open_memory(tm.bytes);
     EXPECT_TRUE(f.ok());
     if (!f) return nullptr;
-    auto m = Model::load(std::move(*f), {.n_threads = threads});
+    auto m = Model::load(std::move(*f), {.n_threads = threads, .weights = weights});
     EXPECT_TRUE(m.ok()) << m.error().message;
     if (!m) return nullptr;
     return std::move(*m);
@@ -365,12 +365,12 @@ TEST(ModelTiny, BatchEqualsAloneQuantized) {
 }
 
 // Logits of a prompt and three single-token steps under the best ISA, for a model loaded while
-// `load_isa` was active (which decides whether it made Rows16 copies).
-std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa) {
+// `load_isa` was active (which decides whether it made Rows16 copies) with `weights`.
+std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa, Weights weights = Weights::Rows16) {
     std::unique_ptr<Model> m;
     {
         const IsaScope scope(load_isa);
-        m = load_tiny(tm);
+        m = load_tiny(tm, 2, weights);
     }
     const IsaScope scope(kernels::best_isa());
     std::vector<float> out;
@@ -392,23 +392,25 @@ std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa) 
     return out;
 }
 
-// A Q4_0 (Q4_K, Q6_K) model loaded under the best ISA reads its Rows16 copies where that ISA has the kernel;
-// loaded under the scalar ISA it makes none. Switched to the best ISA, both must give the same
-// bits, for a prompt and for single-token steps.
-TEST(ModelTiny, Rows16CopiesDoNotChangeResults) {
-    if (kernels::best_isa() == kernels::Isa::Scalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+// Every place the matrices can be read from gives the same bits: the file's mapping, the plain
+// copies, the Rows16 copies (made where the ISA active at load has the Rows16 kernel: Q4_0, Q4_K,
+// Q6_K under the best ISA, none under the scalar one; the other formats: mapping or plain copy),
+// for a prompt and for single-token steps.
+TEST(ModelTiny, WeightCopiesDoNotChangeResults) {
     TinySpec sp;
     sp.n_embd = 256;
     sp.n_ff = 512;
     sp.n_vocab = 64;
-    for (TensorType t : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
+    for (TensorType t : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K}) {
         SCOPED_TRACE(std::string(type_name(t)));
         sp.wtype = t;
         const TinyModel tm = make_tiny(sp);
-        const std::vector<float> with = prompt_and_steps(tm, kernels::best_isa());
-        const std::vector<float> without = prompt_and_steps(tm, kernels::Isa::Scalar);
-        ASSERT_EQ(with.size(), 4u * sp.n_vocab);
-        EXPECT_EQ(with, without);
+        const kernels::Isa isa = kernels::best_isa();
+        const std::vector<float> file = prompt_and_steps(tm, isa, Weights::File);
+        ASSERT_EQ(file.size(), 4u * sp.n_vocab);
+        EXPECT_EQ(prompt_and_steps(tm, isa, Weights::Copy), file);
+        EXPECT_EQ(prompt_and_steps(tm, isa, Weights::Rows16), file);
+        EXPECT_EQ(prompt_and_steps(tm, kernels::Isa::Scalar, Weights::Rows16), file);
     }
 }
 
