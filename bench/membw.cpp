@@ -8,16 +8,15 @@
 // patterns in turn (drift hits them alike) and the fastest pattern's median is the result; -S
 // with --prefetch measures one pattern. A pass lasts from the earliest thread's start to the
 // latest thread's end (each thread reads the clock itself, so a descheduled coordinator cannot
-// shrink the interval). The buffer asks for 2 MiB pages (MADV_HUGEPAGE), as the weights decode
-// reads do (the Rows16 copies ask for them; on 6.x kernels ext4's large folios map the file 2 MiB
-// at a time): on the Intel VM 4 KiB pages read 12-14% less (TLB misses).
+// shrink the interval). The buffer asks for 2 MiB pages (MADV_HUGEPAGE), as the arena of the
+// weight copies that decode reads does: on the Intel VM 4 KiB pages read 12-14% less (TLB misses).
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <fstream>
 #include <barrier>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <span>
 #include <string>
 #include <thread>

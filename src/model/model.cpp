@@ -283,13 +283,13 @@ void Model::make_copies(Weights weights) {
     }
     const size_t align = offset.back() >= kHugePage ? kHugePage : 64;
     const size_t bytes = (offset.back() + align - 1) / align * align;
-    rows16_.reset(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
-    if (!rows16_) return;  // out of memory: every matrix keeps reading its rows from the file
-    if (align == kHugePage) (void)::madvise(rows16_.get(), bytes, MADV_HUGEPAGE);  // advice only
+    copies_.reset(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
+    if (!copies_) return;  // out of memory: every matrix keeps reading its rows from the file
+    if (align == kHugePage) (void)::madvise(copies_.get(), bytes, MADV_HUGEPAGE);  // advice only
     pool_->parallel_for(todo.size(), 1, [&](size_t begin, size_t end, size_t) {
         for (size_t i = begin; i < end; ++i) {
             Weight& w = *todo[i];
-            std::byte* dst = rows16_.get() + offset[i];
+            std::byte* dst = copies_.get() + offset[i];
             const std::span<const std::byte> from = w.tensor->data;
             if (weights == Weights::Copy) {
                 std::memcpy(dst, w.data, w.row_bytes * static_cast<size_t>(w.rows));

@@ -145,8 +145,8 @@ enum class Weights {
     // that layout on the active ISA (Q4_0, Q4_K, Q6_K with AVX-512); the rest from the mapping.
     Rows16,
     // A private copy of every matrix in the file's layout, on 2 MiB pages. On the Intel VM measured
-    // (2026-12-07) single-token decode read faster so than from Rows16 copies (TinyLlama tg +9-16%)
-    // or from the mapping (Q8_0 +12%), prompts ran 5-12% slower than with Rows16.
+    // (2026-12-07) single-token decode ran faster than with Rows16 copies (TinyLlama tg +9-15%) or
+    // from the mapping (Q8_0 +8%), prompts 5-12% slower than with Rows16.
     Copy,
 };
 
@@ -247,7 +247,7 @@ private:
     struct FreeBytes {
         void operator()(std::byte* p) const { std::free(p); }
     };
-    std::unique_ptr<std::byte, FreeBytes> rows16_;  // the arena of the Rows16 copies
+    std::unique_ptr<std::byte, FreeBytes> copies_;  // the arena of the copies (LoadOptions::weights)
     std::unique_ptr<kernels::ThreadPool> pool_;
     mutable std::mutex forward_mu_;  // one forward pass at a time
     mutable Workspace ws_;
