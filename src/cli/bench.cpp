@@ -59,10 +59,7 @@ Result<double> time_tg(const model::Model& m, uint32_t n) {
 int bench(const BenchOptions& o) {
     std::vector<Row> rows;
     for (const auto& path : o.models) {
-        const model::Weights weights = o.weights == "file"   ? model::Weights::File
-                                       : o.weights == "copy" ? model::Weights::Copy
-                                                             : model::Weights::Rows16;
-        auto m = model::Model::open(path, model::LoadOptions{.n_threads = o.n_threads, .weights = weights});
+        auto m = model::Model::open(path, model::LoadOptions{.n_threads = o.n_threads, .weights = o.weights});
         if (!m) {
             std::fprintf(stderr, "realm bench: %s\n", m.error().message.c_str());
             return 1;

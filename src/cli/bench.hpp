@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "model/model.hpp"
+
 namespace realm::cli {
 
 struct BenchOptions {
@@ -14,7 +16,7 @@ struct BenchOptions {
     uint32_t repetitions = 5;
     uint32_t n_threads = 0;               // 0: all cores
     std::string output = "md";            // md | json
-    std::string weights = "rows16";       // rows16 | copy | file: model::Weights
+    model::Weights weights = model::Weights::Rows16;
 };
 
 int bench(const BenchOptions& opts);

@@ -17,7 +17,7 @@ using Clock = std::chrono::steady_clock;
 using Loaded = engine::LoadedModel;
 
 Result<std::unique_ptr<Loaded>> load(const GenerateOptions& o) {
-    return engine::LoadedModel::open(o.model, engine::LoadOptions{o.n_threads, o.chat_template});
+    return engine::LoadedModel::open(o.model, engine::LoadOptions{o.n_threads, o.chat_template, o.weights});
 }
 
 struct Stats {

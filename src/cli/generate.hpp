@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/sampling.hpp"
+#include "model/model.hpp"
 
 namespace realm::cli {
 
@@ -17,6 +18,7 @@ struct GenerateOptions {
     bool chat = false;           // apply the chat template to the prompt as a user turn
     uint32_t n_ctx = 0;          // 0: min(training context, 4096)
     uint32_t n_threads = 0;      // 0: all cores
+    model::Weights weights = model::Weights::Rows16;
     bool verbose_prompt = false;  // print the rendered prompt and its tokens to stderr
     engine::SamplingParams sampling;
 };

@@ -57,7 +57,7 @@ int guest_run(const GuestRunOptions& o) {
     }
 
     auto backend = std::make_shared<sandbox::EngineBackend>();
-    if (auto s = backend->add_model(name, o.model, sandbox::EngineModelOptions{o.n_threads, o.n_ctx, o.chat_template}); !s)
+    if (auto s = backend->add_model(name, o.model, sandbox::EngineModelOptions{o.n_threads, o.n_ctx, o.chat_template, o.weights}); !s)
         return fail(s.error().message);
     backend->allow("cli", {name});
 

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "model/model.hpp"
+
 namespace realm::cli {
 
 struct GuestRunOptions {
@@ -14,6 +16,7 @@ struct GuestRunOptions {
     std::string chat_template;  // Jinja file overriding the model's template
     uint32_t n_ctx = 0;         // 0: min(training context, 4096)
     uint32_t n_threads = 0;     // 0: all cores
+    model::Weights weights = model::Weights::Rows16;
     int64_t timeout_ms = 600000;
 };
 

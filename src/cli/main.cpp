@@ -12,6 +12,21 @@
 
 namespace {
 
+// Where the weight matrices are read from (model::Weights); `--no-repack` as llama.cpp's tools name it.
+void add_weights_flags(CLI::App* app, realm::model::Weights& w) {
+    using realm::model::Weights;
+    app->add_option_function<std::string>(
+           "--weights",
+           [&w](const std::string& name) {
+               w = name == "file" ? Weights::File : name == "copy" ? Weights::Copy : Weights::Rows16;
+           },
+           "Where weight matrices are read from: rows16 (interleaved copies where the format has that layout, the "
+           "rest from the file's mapping; the default), copy (a private copy of each on 2 MiB pages), file (the "
+           "mapping)")
+        ->check(CLI::IsMember({"rows16", "copy", "file"}));
+    app->add_flag_callback("--no-repack", [&w] { w = Weights::File; }, "Same as --weights file");
+}
+
 // Flags shared by `run` and `chat`, named as llama.cpp's tools name them.
 void add_generation_flags(CLI::App* app, realm::cli::GenerateOptions& o, std::optional<uint64_t>& seed,
                           std::optional<int32_t>& n_predict) {
@@ -35,6 +50,7 @@ void add_generation_flags(CLI::App* app, realm::cli::GenerateOptions& o, std::op
     app->add_option("--stop", s.stop, "Stop string (repeatable)");
     app->add_flag("--ignore-eos", s.ignore_eos, "Keep generating past end-of-generation tokens");
     app->add_flag("--verbose-prompt", o.verbose_prompt, "Print the prompt as the model sees it");
+    add_weights_flags(app, o.weights);
 }
 
 }  // namespace
@@ -129,6 +145,7 @@ int main(int argc, char** argv) {
     guest_run->add_option("-c,--ctx-size", guest_opts.n_ctx, "Context size in tokens (default: min(training context, 4096))");
     guest_run->add_option("-t,--threads", guest_opts.n_threads, "Threads (default: all cores)");
     guest_run->add_option("--timeout-ms", guest_opts.timeout_ms, "Time budget of the request")->capture_default_str();
+    add_weights_flags(guest_run, guest_opts.weights);
 
     // tenant / key / usage, and `guest register`: admin commands over the server's database.
     realm::cli::AdminCommands admin(app, *guest);
@@ -141,12 +158,7 @@ int main(int argc, char** argv) {
     bench->add_option("-r,--repetitions", bench_opts.repetitions, "Repetitions of each test")->capture_default_str();
     bench->add_option("-t,--threads", bench_opts.n_threads, "Threads (default: all cores)");
     bench->add_option("-o,--output", bench_opts.output, "md or json")->check(CLI::IsMember({"md", "json"}))->capture_default_str();
-    bench->add_option("--weights", bench_opts.weights,
-                      "Where matrices are read from: rows16 (Rows16 copies where the format has that layout, the rest "
-                      "from the file's mapping), copy (a private copy of each on 2 MiB pages), file (the mapping)")
-        ->check(CLI::IsMember({"rows16", "copy", "file"}))
-        ->capture_default_str();
-    bench->add_flag_callback("--no-repack", [&bench_opts] { bench_opts.weights = "file"; }, "Same as --weights file");
+    add_weights_flags(bench, bench_opts.weights);
 
     realm::cli::ServeOptions serve_opts;
     auto* serve = app.add_subcommand("serve", "The OpenAI-compatible HTTP server (tenants and keys in <data-dir>/realm.db)");
@@ -155,6 +167,7 @@ int main(int argc, char** argv) {
     serve->add_option("--data-dir", serve_opts.data_dir, "Data directory (default: $REALM_DATA_DIR, else ~/.local/share/realm)");
     serve->add_option("--model", serve_opts.models, "NAME=PATH of a GGUF model (repeatable; default: smollm2=SmolLM2-135M-Instruct)");
     serve->add_option("-t,--threads", serve_opts.n_threads, "Engine threads per model (default: all cores)");
+    add_weights_flags(serve, serve_opts.weights);
     serve->add_option("-c,--ctx", serve_opts.n_ctx, "Context per sequence in tokens")->capture_default_str();
     serve->add_option("--admin-key", serve_opts.admin_key, "Admin API key (default: $REALM_ADMIN_KEY)");
     serve->add_option("--max-body-bytes", serve_opts.max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();

@@ -92,9 +92,13 @@ int serve(const ServeOptions& o) {
     if (!models) return fail(models.error().message);
     auto backend = std::make_shared<sandbox::EngineBackend>();
     for (const auto& [name, path] : *models) {
-        if (auto s = backend->add_model(name, path, sandbox::EngineModelOptions{o.n_threads, o.n_ctx, {}}); !s)
+        auto lm = engine::LoadedModel::open(path, engine::LoadOptions{o.n_threads, {}, o.weights});
+        if (!lm) return fail("model '" + name + "': " + lm.error().message);
+        const size_t copied = (*lm)->model().copied_bytes();
+        if (auto s = backend->add_model(name, std::shared_ptr<const engine::LoadedModel>(std::move(*lm)), o.n_ctx); !s)
             return fail("model '" + name + "': " + s.error().message);
-        spdlog::info("model {} = {}", name, path);
+        spdlog::info("model {} = {} ({:.1f} MiB of weights copied at load, --weights {})", name, path,
+                     static_cast<double>(copied) / (1 << 20), weights_name(o.weights));
     }
 
     server::ServiceOptions so;

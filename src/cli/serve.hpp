@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "model/model.hpp"
+
 namespace realm::cli {
 
 struct ServeOptions {
@@ -14,6 +16,7 @@ struct ServeOptions {
     std::string data_dir;                  // empty: $REALM_DATA_DIR, else ~/.local/share/realm
     std::vector<std::string> models;       // NAME=PATH; empty: smollm2 = the SmolLM2 file if found
     uint32_t n_threads = 0;                // engine threads per model; 0: all cores
+    model::Weights weights = model::Weights::Rows16;  // where every model's matrices are read from
     uint32_t n_ctx = 2048;                 // context per sequence
     std::string admin_key;                 // empty: $REALM_ADMIN_KEY (if set)
     uint64_t max_body_bytes = 4ull << 20;

@@ -21,7 +21,7 @@ std::string token_text_or_empty(const text::Tokenizer& t, std::optional<int32_t>
 }  // namespace
 
 Result<std::unique_ptr<LoadedModel>> LoadedModel::open(const std::string& path, const LoadOptions& opts) {
-    auto m = model::Model::open(path, model::LoadOptions{opts.n_threads});
+    auto m = model::Model::open(path, model::LoadOptions{.n_threads = opts.n_threads, .weights = opts.weights});
     if (!m) return m.error();
     auto tok = text::Tokenizer::from_metadata((*m)->file().metadata());
     if (!tok) return make_error(path + ": " + tok.error().message);

@@ -27,6 +27,7 @@ extern const std::string_view kGemmaChatTemplate;
 struct LoadOptions {
     uint32_t n_threads = 0;           // 0: all cores
     std::string chat_template_path;   // Jinja file overriding the model's template; empty: the model's
+    model::Weights weights = model::Weights::Rows16;
 };
 
 class LoadedModel {

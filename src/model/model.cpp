@@ -285,6 +285,7 @@ void Model::make_copies(Weights weights) {
     const size_t bytes = (offset.back() + align - 1) / align * align;
     copies_.reset(static_cast<std::byte*>(std::aligned_alloc(align, bytes)));
     if (!copies_) return;  // out of memory: every matrix keeps reading its rows from the file
+    copied_bytes_ = offset.back();
     if (align == kHugePage) (void)::madvise(copies_.get(), bytes, MADV_HUGEPAGE);  // advice only
     pool_->parallel_for(todo.size(), 1, [&](size_t begin, size_t end, size_t) {
         for (size_t i = begin; i < end; ++i) {

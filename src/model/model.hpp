@@ -30,6 +30,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gguf/reader.hpp"
@@ -146,9 +147,14 @@ enum class Weights {
     Rows16,
     // A private copy of every matrix in the file's layout, on 2 MiB pages. On the Intel VM measured
     // (2026-12-07) single-token decode ran faster than with Rows16 copies (TinyLlama tg +9-15%) or
-    // from the mapping (Q8_0 +8%), prompts 5-12% slower than with Rows16.
+    // from the mapping (Q8_0 +8%), prompts 1-7% slower than with Rows16 (on the AMD host measured
+    // before, Rows16 decoded faster: docs/PERFORMANCE.md).
     Copy,
 };
+// The name `--weights` takes for it.
+constexpr std::string_view weights_name(Weights w) {
+    return w == Weights::File ? "file" : w == Weights::Copy ? "copy" : "rows16";
+}
 
 struct LoadOptions {
     size_t n_threads = 0;  // 0: std::thread::hardware_concurrency()
@@ -173,6 +179,8 @@ public:
     const HParams& hparams() const { return hp_; }
     const gguf::File& file() const { return *file_; }
     size_t n_threads() const { return pool_->size(); }
+    // Bytes of the private weight copies LoadOptions::weights made (0: all read from the mapping).
+    size_t copied_bytes() const { return copied_bytes_; }
 
     // A fresh sequence with room for n_ctx tokens (0: min(n_ctx_train, 4096)).
     Result<Sequence> new_sequence(uint32_t n_ctx = 0) const;
@@ -248,6 +256,7 @@ private:
         void operator()(std::byte* p) const { std::free(p); }
     };
     std::unique_ptr<std::byte, FreeBytes> copies_;  // the arena of the copies (LoadOptions::weights)
+    size_t copied_bytes_ = 0;
     std::unique_ptr<kernels::ThreadPool> pool_;
     mutable std::mutex forward_mu_;  // one forward pass at a time
     mutable Workspace ws_;

@@ -168,7 +168,7 @@ private:
 }  // namespace
 
 Status EngineBackend::add_model(const std::string& name, const std::string& path, const EngineModelOptions& opts) {
-    auto lm = engine::LoadedModel::open(path, engine::LoadOptions{opts.n_threads, opts.chat_template_path});
+    auto lm = engine::LoadedModel::open(path, engine::LoadOptions{opts.n_threads, opts.chat_template_path, opts.weights});
     if (!lm) return lm.error();
     return add_model(name, std::shared_ptr<const engine::LoadedModel>(std::move(*lm)), opts.n_ctx);
 }

@@ -34,6 +34,7 @@ struct EngineModelOptions {
     uint32_t n_threads = 0;          // 0: all cores
     uint32_t n_ctx = 0;              // context per sequence; 0: min(training context, 4096)
     std::string chat_template_path;  // overrides the model's template
+    model::Weights weights = model::Weights::Rows16;  // where the matrices are read from
 };
 
 // Maps the ABI's sampling parameters onto the engine's (temperature <= 0: greedy; top_k <= 0: off;

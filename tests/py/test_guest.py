@@ -75,6 +75,19 @@ def test_default_guest_matches_realm_run(realm, default_guest, key, run_args, re
         assert response["object"] == "chat.completion"
 
 
+def test_guest_run_weights_flags(realm, default_guest, tmp_path):
+    # `--weights` reaches the engine's model (a Q4_0 file: Rows16 copies on AVX-512 by default) and
+    # changes no result.
+    model = tmp_path / "stories-q4_0.gguf"
+    realm("quantize", _env_path("REALM_STORIES"), model, "q4_0")
+    expected = realm("run", "-m", model, "-p", "Once upon a time", "--temp", "0", "-n", "16").stdout
+    body = json.dumps({"prompt": "Once upon a time", "temperature": 0, "max_tokens": 16})
+    for extra in (["--weights", "copy"], ["--weights", "file"], ["--no-repack"]):
+        proc = realm("guest", "run", default_guest, "-m", model, "--request", body, *extra, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.rstrip("\n").split("\n")[-1])["choices"][0]["text"] == expected
+
+
 def _tokenize(realm, model, text):
     return json.loads(realm("tokenize", "-m", model, text).stdout)
 

@@ -140,6 +140,25 @@ def test_models(server):
         client.models.retrieve("stories")
 
 
+def test_weights_flags(server, realm_bin, models, tmp_path):
+    """`--weights copy` / `--no-repack`: the server reads SmolLM2's matrices from a private copy or from the
+    file's mapping (its log says how much it copied) and answers exactly as the default server does."""
+    want = chat(server.client(server.default_key), "What is the capital of France?", max_tokens=8)
+    assert re.search(r"model smollm2 = \S+ \(0\.0 MiB of weights copied at load, --weights rows16\)", server.read_log())
+    for extra, copied in ((["--weights", "copy"], r"[1-9]\d*\.\d"), (["--no-repack"], r"0\.0")):
+        data = tmp_path / extra[-1].strip("-")
+        data.mkdir()
+        srv = Server(realm_bin, data, {"smollm2": models["smollm2"]}, *extra)
+        try:
+            name = "file" if extra == ["--no-repack"] else extra[-1]
+            assert re.search(rf"model smollm2 = \S+ \({copied} MiB of weights copied at load, --weights {name}\)",
+                             srv.read_log()), srv.read_log()
+            got = chat(srv.client(srv.default_key), "What is the capital of France?", max_tokens=8)
+            assert got.choices[0].message.content == want.choices[0].message.content
+        finally:
+            assert srv.stop() == 0, srv.read_log()[-4000:]
+
+
 def test_chat_stream_equals_non_stream_with_usage(server):
     client = server.client(server.default_key)
     full = chat(client, "Name three colors.", max_tokens=12)

@@ -49,7 +49,7 @@ std::optional<std::string> stories_path() {
     const std::string path = *path##_opt
 
 std::shared_ptr<const engine::LoadedModel> load(const std::string& path) {
-    auto lm = engine::LoadedModel::open(path, engine::LoadOptions{2, ""});
+    auto lm = engine::LoadedModel::open(path, engine::LoadOptions{2, "", model::Weights::Rows16});
     if (!lm) {
         ADD_FAILURE() << lm.error().message;
         return nullptr;
@@ -454,7 +454,7 @@ TEST(DefaultGuest, PenaltiesTypicalAndLogitBiasMatchTheEngine) {
 TEST(DefaultGuest, BadRequestsGetErrorResponsesNotTraps) {
     REQUIRE_STORIES(path);
     auto be = std::make_shared<EngineBackend>();
-    ASSERT_TRUE(be->add_model("stories", path, EngineModelOptions{2, 0, ""}).ok());
+    ASSERT_TRUE(be->add_model("stories", path, EngineModelOptions{2, 0, "", model::Weights::Rows16}).ok());
     be->allow("t", {"stories"});
     const std::string deep = std::string(10000, '[') + std::string(10000, ']');
     std::string too_many_bias = "{\"model\":\"stories\",\"prompt\":\"x\",\"logit_bias\":{";
@@ -512,7 +512,7 @@ TEST(DefaultGuest, BadRequestsGetErrorResponsesNotTraps) {
 TEST(DefaultGuest, ConcurrentRequestsOnOneModelAgree) {
     REQUIRE_STORIES(path);
     auto be = std::make_shared<EngineBackend>();
-    ASSERT_TRUE(be->add_model("stories", path, EngineModelOptions{2, 256, ""}).ok());
+    ASSERT_TRUE(be->add_model("stories", path, EngineModelOptions{2, 256, "", model::Weights::Rows16}).ok());
     be->allow("t", {"stories"});
     const std::string body = R"({"model":"stories","prompt":"Once upon a time","temperature":0.7,"seed":11,"max_tokens":40})";
     const GuestRun ref = run_default_guest(be, body);
