@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/admin.hpp"
@@ -15,15 +16,20 @@ namespace {
 // Where the weight matrices are read from (model::Weights); `--no-repack` as llama.cpp's tools name it.
 void add_weights_flags(CLI::App* app, realm::model::Weights& w) {
     using realm::model::Weights;
+    static constexpr Weights kAll[] = {Weights::Rows16, Weights::Copy, Weights::File};
+    std::vector<std::string> names;
+    for (Weights c : kAll) names.emplace_back(realm::model::weights_name(c));
     app->add_option_function<std::string>(
            "--weights",
            [&w](const std::string& name) {
-               w = name == "file" ? Weights::File : name == "copy" ? Weights::Copy : Weights::Rows16;
+               for (Weights c : kAll) {
+                   if (name == realm::model::weights_name(c)) w = c;
+               }
            },
            "Where weight matrices are read from: rows16 (interleaved copies where the format has that layout, the "
            "rest from the file's mapping; the default), copy (a private copy of each on 2 MiB pages), file (the "
            "mapping)")
-        ->check(CLI::IsMember({"rows16", "copy", "file"}));
+        ->check(CLI::IsMember(names));
     app->add_flag_callback("--no-repack", [&w] { w = Weights::File; }, "Same as --weights file");
 }
 
