@@ -228,6 +228,10 @@ size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols) {
 
 bool rows16_used(TensorType type, Isa isa) { return detail::rows16_tile_fn(type, isa) != nullptr; }
 
+bool rows16_copy_pays(TensorType type, Isa isa) {
+    return rows16_used(type, isa) && !(type == TensorType::Q6_K && __builtin_cpu_is("amd"));
+}
+
 void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t cols, size_t row_bytes,
                    std::byte* dst) {
     const auto [qk, block_bytes] = rows16_block(type);

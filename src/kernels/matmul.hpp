@@ -58,6 +58,11 @@ struct MatmulWeight {
 size_t rows16_bytes(TensorType type, int64_t rows, int64_t cols);
 // Whether matmul with `isa` reads the Rows16 copy of a `type` weight (false: it reads `data`).
 bool rows16_used(TensorType type, Isa isa);
+// Whether a loader should make that copy of a `type` matrix for `isa`: rows16_used, except Q6_K on
+// AMD CPUs. On the Zen 4 host measured (2026-12-07) its Rows16 decode streamed DRAM at 2/3 of the
+// row kernel's rate, where Q4_0 and Q4_K streamed as fast as from the rows and computed faster; on
+// the Intel hosts measured it decoded an L3-resident model faster than the rows.
+bool rows16_copy_pays(TensorType type, Isa isa);
 // dst (rows16_bytes(type, rows, cols) bytes) := the rows16 layout of src (rows of row_bytes).
 // Preconditions: rows16_bytes(type, rows, cols) > 0, row_bytes = row_size(type, cols).
 void repack_rows16(TensorType type, const std::byte* src, int64_t rows, int64_t cols, size_t row_bytes,

@@ -262,7 +262,7 @@ void Model::make_copies(Weights weights) {
     std::vector<Weight*> todo;
     const kernels::Isa isa = kernels::active_isa();
     const auto rows16 = [&](const Weight& w) {
-        return kernels::rows16_used(w.tensor->type, isa) && kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) > 0;
+        return kernels::rows16_copy_pays(w.tensor->type, isa) && kernels::rows16_bytes(w.tensor->type, w.rows, w.cols) > 0;
     };
     auto consider = [&](Weight& w) {
         if (w && w.data != tok_embd_.data && (weights == Weights::Copy || rows16(w))) todo.push_back(&w);

@@ -143,7 +143,8 @@ enum class Weights {
     // The shared file mapping for all.
     File,
     // Rows16 copies (kernels::repack_rows16) of the matrices whose format has a faster kernel in
-    // that layout on the active ISA (Q4_0, Q4_K, Q6_K with AVX-512); the rest from the mapping.
+    // that layout on the active ISA (kernels::rows16_copy_pays: Q4_0, Q4_K, and Q6_K except on AMD,
+    // with AVX-512); the rest from the mapping.
     Rows16,
     // A private copy of every matrix in the file's layout, on 2 MiB pages. On the Intel VM measured
     // (2026-12-07) single-token decode ran faster than with Rows16 copies (TinyLlama tg +9-15%) or
