@@ -393,8 +393,8 @@ std::vector<float> prompt_and_steps(const TinyModel& tm, kernels::Isa load_isa, 
 }
 
 // Every place the matrices can be read from gives the same bits: the file's mapping, the plain
-// copies, the Rows16 copies (made where the ISA active at load has the Rows16 kernel: Q4_0, Q4_K,
-// Q6_K under the best ISA, none under the scalar one; the other formats: mapping or plain copy),
+// copies, the Rows16 copies (made where kernels::rows16_copy_pays: Q4_0, Q4_K, and Q6_K except on
+// AMD, under the best ISA; none under the scalar one; the other formats: mapping or plain copy),
 // for a prompt and for single-token steps.
 TEST(ModelTiny, WeightCopiesDoNotChangeResults) {
     TinySpec sp;
